@@ -1,0 +1,249 @@
+"""Command-line interface.
+
+    licodec compress IN [-o OUT.lic] [-m MODEL] [-q QUALITY] [--device cpu|cuda]
+    licodec decompress IN.lic [-o OUT.png]
+    licodec info IN.lic [--json]
+    licodec models
+    licodec demo
+    licodec train ...
+
+Errors caused by the input print one line and exit with status 1 (usage errors: 2); ``--debug``
+shows the traceback. Outputs are written atomically and never replace an existing file
+without ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_ERROR = 1
+
+
+class _Fail(Exception):
+    pass
+
+
+def _out_path(inp: Path, out: str | None, suffix: str, force: bool) -> Path:
+    path = Path(out) if out else inp.with_name(inp.stem + suffix)
+    if path.exists() and not force:
+        raise _Fail(f"{path} exists; pass --force to overwrite or -o to choose another name")
+    if path.is_dir():
+        raise _Fail(f"{path} is a directory")
+    if not path.parent.is_dir():
+        raise _Fail(f"{path.parent}: no such directory")
+    return path
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    from .weights import atomic_write
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write(path, write)
+
+
+def _read_lic(path: str) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise _Fail(f"{p}: no such file")
+    from .format import MAX_PIXELS
+
+    if p.stat().st_size > 8 * MAX_PIXELS:  # far above any real .lic for the largest allowed image
+        raise _Fail(f"{p}: file too large to be a .lic file")
+    return p.read_bytes()
+
+
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def cmd_compress(a) -> int:
+    from .codec import Codec
+    from .imageio import read_image
+
+    _threads(a.threads)
+    inp = Path(a.input)
+    codec = Codec.from_weights(a.weights, a.device) if a.weights else Codec.pretrained(a.model, a.quality, a.device)
+    out = _out_path(inp, a.output, ".lic", a.force)
+    img = read_image(inp, ignore_alpha=a.ignore_alpha)
+    t0 = time.perf_counter()
+    data = codec.encode(img.rgb, img.channels)
+    dt = time.perf_counter() - t0
+    _write_bytes(out, data)
+    h, w = img.rgb.shape[:2]
+    notes = f" [{'; '.join(img.notes)}]" if img.notes else ""
+    print(f"{inp} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
+          f"{dt:.2f} s ({codec.model.name} q{codec.info['quality']:g}){notes}")
+    return 0
+
+
+def cmd_decompress(a) -> int:
+    from .codec import codec_for
+    from .format import unpack
+    from .imageio import output_format, to_output
+
+    _threads(a.threads)
+    inp = Path(a.input)
+    data = _read_lic(a.input)
+    out = _out_path(inp, a.output, ".decoded.png", a.force)
+    fmt = output_format(out)
+    f = unpack(data)
+    codec = codec_for(f, a.device, a.weights)
+    t0 = time.perf_counter()
+    rgb = codec.decode_file(f)
+    dt = time.perf_counter() - t0
+    im = to_output(rgb, f.channels)
+    from .weights import atomic_write
+
+    atomic_write(out, lambda tmp: im.save(tmp, format=fmt))
+    print(f"{inp} -> {out}: {f.width}x{f.height}, {dt:.2f} s")
+    return 0
+
+
+def cmd_info(a) -> int:
+    from .format import unpack
+
+    data = _read_lic(a.input)
+    f = unpack(data)
+    d = {
+        "model": f.model, "format_version": f.version, "fingerprint": f.fingerprint.hex(),
+        "quality": f.quality, "width": f.width, "height": f.height, "channels": f.channels,
+        "bit_depth": f.bit_depth, "streams": [len(s) for s in f.streams],
+        "latent_crc32": f"{f.latent_crc:08x}", "bytes": len(data), "bpp": 8 * len(data) / f.num_pixels,
+    }
+    if a.json:
+        print(json.dumps(d, indent=2))
+    else:
+        for k, v in d.items():
+            print(f"{k:15s} {v:.4f}" if k == "bpp" else f"{k:15s} {v}")
+    return 0
+
+
+def cmd_models(a) -> int:
+    from .codec import DEFAULT_MODEL
+    from .registry import get_model_class, model_names
+    from .weights import shipped_weights
+
+    shipped = shipped_weights()
+    for name in model_names():
+        doc = " ".join((get_model_class(name).__doc__ or "").split("\n\n")[0].split())
+        qs = ", ".join(f"q{q:g}" for q in sorted(shipped.get(name, {})))
+        flag = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{flag}\n    {doc}\n    shipped weights: {qs or 'none (train with `licodec train`)'}")
+    return 0
+
+
+def cmd_demo(a) -> int:
+    """Compress + decompress the bundled sample with the default model; print bpp and PSNR."""
+    import tempfile
+    from importlib import resources
+
+    import numpy as np
+
+    from .codec import DEFAULT_MODEL, DEFAULT_QUALITY, Codec, decode
+    from .imageio import read_image
+    from .metrics import psnr
+    import torch
+
+    sample = Path(str(resources.files("licodec") / "data" / "sample.png"))
+    img = read_image(sample)
+    h, w = img.rgb.shape[:2]
+    codec = Codec.pretrained(a.model or DEFAULT_MODEL, a.quality or DEFAULT_QUALITY)
+    with tempfile.TemporaryDirectory() as d:
+        lic = Path(d) / "sample.lic"
+        t0 = time.perf_counter()
+        lic.write_bytes(codec.encode(img.rgb))
+        t1 = time.perf_counter()
+        rgb_hat, f = decode(lic.read_bytes())
+        t2 = time.perf_counter()
+        size = lic.stat().st_size
+    p = psnr(torch.from_numpy(rgb_hat).float(), torch.from_numpy(img.rgb).float(), 255.0)
+    print(f"sample {w}x{h} with {f.model} q{f.quality:g}: {size} bytes, {8 * size / (h * w):.4f} bpp, "
+          f"PSNR {p:.2f} dB (encode {t1 - t0:.2f} s, decode {t2 - t1:.2f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .codec import DEFAULT_MODEL, DEFAULT_QUALITY
+
+    p = argparse.ArgumentParser(prog="licodec", description="Learned image codec with real bitstreams.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, weights_help):
+        sp.add_argument("-o", "--output", help="output path (default: next to the input)")
+        sp.add_argument("--force", action="store_true", help="overwrite an existing output file")
+        sp.add_argument("--device", default="cpu", help="cpu or cuda")
+        sp.add_argument("--weights", help=weights_help)
+        sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+
+    c = sub.add_parser("compress", help="image -> .lic")
+    c.add_argument("input")
+    c.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"registry name (default {DEFAULT_MODEL})")
+    c.add_argument("-q", "--quality", type=float, default=DEFAULT_QUALITY, help="quality level (higher: more bits)")
+    c.add_argument("--ignore-alpha", action="store_true", help="drop a transparent alpha channel instead of refusing")
+    common(c, "use this weight file instead of the shipped weights")
+    c.set_defaults(func=cmd_compress)
+
+    d = sub.add_parser("decompress", help=".lic -> image (PNG by default)")
+    d.add_argument("input")
+    common(d, "weight file, if the file was made with weights that are not shipped")
+    d.set_defaults(func=cmd_decompress)
+
+    i = sub.add_parser("info", help="show a .lic header")
+    i.add_argument("input")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    m = sub.add_parser("models", help="list registered models and shipped weights")
+    m.set_defaults(func=cmd_models)
+
+    dm = sub.add_parser("demo", help="compress + decompress the bundled sample image")
+    dm.add_argument("-m", "--model", default=None)
+    dm.add_argument("-q", "--quality", type=float, default=None)
+    dm.set_defaults(func=cmd_demo)
+
+    from . import train
+
+    t = sub.add_parser("train", help="train a model (RD loss λ·255²·MSE + bpp)")
+    train.add_arguments(t)
+    t.set_defaults(func=lambda a: train.run(a) and 0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .errors import LicodecError
+    from .registry import UnknownModelError
+    from .weights import WeightsError
+
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("licodec: interrupted", file=sys.stderr)
+        return 130
+    except (_Fail, LicodecError, WeightsError, UnknownModelError, OSError) as e:
+        if args.debug:
+            raise
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"licodec: error: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:  # a bug: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"licodec: internal error: {type(e).__name__}: {e} (rerun with --debug for details)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Python API: images in, ``.lic`` bytes out, and back.
+
+    from licodec.codec import Codec, decode
+    codec = Codec.pretrained("mbt2018-mean", quality=3)
+    data = codec.encode(rgb)                  # rgb: (H, W, 3) uint8 array
+    rgb_hat, header = decode(data)            # finds the weights named by the file's fingerprint
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import FormatError, LicodecError
+from .format import LicFile, check_size, pack, unpack
+from .models.base import LatentMismatchError
+from .entropy.coder import CodingError
+from .weights import WeightsError, find_by_fingerprint, find_weights, load_weights, shipped_weights
+
+DEFAULT_MODEL = "mbt2018-mean"
+DEFAULT_QUALITY = 3.0
+
+
+def resolve_device(device: str | None) -> torch.device:
+    device = device or "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LicodecError("--device cuda requested but no CUDA device is available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise LicodecError(f"unknown device {device!r} (use cpu or cuda)")
+    return torch.device(device)
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, device: str):
+    return load_weights(path, device=device)
+
+
+def to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0).float().div(255).to(device)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+class Codec:
+    def __init__(self, model, info: dict):
+        self.model, self.info = model, info
+
+    @classmethod
+    def pretrained(cls, name: str = DEFAULT_MODEL, quality: float = DEFAULT_QUALITY, device: str = "cpu") -> "Codec":
+        return cls.from_weights(find_weights(name, float(quality)), device)
+
+    @classmethod
+    def from_weights(cls, path, device: str = "cpu") -> "Codec":
+        model, info = _load(str(path), str(resolve_device(device)))
+        return cls(model, info)
+
+    def encode(self, rgb: np.ndarray, channels: int = 3) -> bytes:
+        h, w = rgb.shape[:2]
+        check_size(h, w)
+        enc = self.model.compress(to_tensor(rgb, self.model.device))
+        return pack(LicFile(self.model.name, self.info["fingerprint"], self.info["quality"], h, w,
+                            channels, 8, enc.checksum, enc.streams))
+
+    def decode_file(self, f: LicFile) -> np.ndarray:
+        if f.model != self.model.name or f.fingerprint != self.info["fingerprint"]:
+            raise WeightsError(
+                f"file was made with {f.model} weights {f.fingerprint.hex()}, "
+                f"but these weights are {self.model.name} {self.info['fingerprint'].hex()}"
+            )
+        try:
+            x_hat = self.model.decompress(f.streams, (f.height, f.width), f.latent_crc)
+        except (CodingError, LatentMismatchError, ValueError) as e:
+            raise FormatError(f"cannot decode: {e}") from None
+        return to_uint8(x_hat)
+
+
+def codec_for(f: LicFile, device: str = "cpu", weights: str | Path | None = None) -> Codec:
+    """The codec that decodes ``f``: explicit weights, or the shipped ones with the same fingerprint."""
+    if weights is not None:
+        return Codec.from_weights(weights, device)
+    from .registry import get_model_class
+
+    get_model_class(f.model)  # unknown model name -> clear error
+    path = find_by_fingerprint(f.model, f.fingerprint)
+    if path is None:
+        have = ", ".join(sorted(shipped_weights())) or "none"
+        raise WeightsError(
+            f"file was made with {f.model} weights {f.fingerprint.hex()} which are not installed "
+            f"(shipped models: {have}); pass --weights FILE"
+        )
+    return Codec.from_weights(path, device)
+
+
+def decode(data: bytes, device: str = "cpu", weights=None) -> tuple[np.ndarray, LicFile]:
+    f = unpack(data)
+    return codec_for(f, device, weights).decode_file(f), f

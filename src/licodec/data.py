@@ -1,0 +1,61 @@
+"""Training/validation images: every PNG/JPEG in a folder, held in memory as uint8 tensors,
+served as random crops with random flips (see `scripts/prepare_data.py` for the recipe)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".ppm", ".bmp", ".tif", ".tiff"}
+
+
+def list_images(folder) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such directory")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images found")
+    return files
+
+
+def load_rgb(path) -> torch.Tensor:
+    """(3, H, W) uint8."""
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"))
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+class CropSampler:
+    """Random crops (with horizontal/vertical flips) from in-memory images, driven by a torch.Generator
+    whose state is checkpointed, so a resumed run draws the same batches as an uninterrupted one."""
+
+    def __init__(self, folder, patch: int, generator: torch.Generator):
+        self.images = [load_rgb(p) for p in list_images(folder)]
+        self.images = [im for im in self.images if min(im.shape[1:]) >= patch]
+        if not self.images:
+            raise ValueError(f"{folder}: no image is at least {patch}x{patch}")
+        self.patch = patch
+        self.g = generator
+        # sample images proportionally to their area so every pixel is equally likely
+        self.weights = torch.tensor([im.shape[1] * im.shape[2] for im in self.images], dtype=torch.float64)
+
+    def batch(self, n: int) -> torch.Tensor:
+        """(n, 3, patch, patch) float in [0, 1]."""
+        p, out = self.patch, []
+        idx = torch.multinomial(self.weights, n, replacement=True, generator=self.g)
+        for i in idx.tolist():
+            im = self.images[i]
+            top = int(torch.randint(0, im.shape[1] - p + 1, (1,), generator=self.g))
+            left = int(torch.randint(0, im.shape[2] - p + 1, (1,), generator=self.g))
+            crop = im[:, top : top + p, left : left + p]
+            flips = torch.randint(0, 2, (2,), generator=self.g).tolist()
+            if flips[0]:
+                crop = crop.flip(2)
+            if flips[1]:
+                crop = crop.flip(1)
+            out.append(crop)
+        return torch.stack(out).float().div_(255.0)

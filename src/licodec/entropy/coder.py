@@ -1,0 +1,113 @@
+"""Range coding of integer symbols with `constriction`, driven by integer table indices.
+
+Everything the coder sees is an integer: symbols, and the index of the probability table
+each symbol is coded with. The tables themselves are built once, in float64 on the CPU, from
+constants (the scale table) or from the factorized prior's parameters, so encoder and decoder
+build bit-identical tables whatever device or thread count ran the networks. This is the
+"frozen integer tables" discipline of tensorflow/compression, with constriction doing the
+fixed-point quantization and the range coding.
+
+Typical workflow::
+
+    enc = RangeEncoder()                      # licodec.entropy.coder.RangeEncoder
+    tables.encode(enc, symbols, indices)      # any number of calls, in decoding order
+    data = enc.finish()
+    dec = RangeDecoder(data)
+    symbols = tables.decode(dec, indices)     # the same calls, in the same order
+    dec.check_finished()
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import constriction
+
+__all__ = ["CodingError", "RangeEncoder", "RangeDecoder", "TableSet"]
+
+
+class CodingError(ValueError):
+    """The compressed stream does not decode (corrupt, truncated, or made with other tables)."""
+
+
+class RangeEncoder:
+    """Thin wrapper over `constriction.stream.queue.RangeEncoder` (queue: decode order = encode order)."""
+
+    def __init__(self) -> None:
+        self._enc = constriction.stream.queue.RangeEncoder()
+
+    def finish(self) -> bytes:
+        words = self._enc.get_compressed()  # uint32 words, little-endian on disk
+        return words.astype("<u4").tobytes()
+
+
+class RangeDecoder:
+    def __init__(self, data: bytes) -> None:
+        if len(data) % 4:
+            raise CodingError("entropy-coded stream length is not a multiple of 4 bytes")
+        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        self._dec = constriction.stream.queue.RangeDecoder(words)
+
+    def check_finished(self) -> None:
+        """Best-effort check that the stream was consumed; a stream with trailing garbage is refused."""
+        if self._dec.maybe_exhausted() is False:
+            raise CodingError("entropy-coded stream has trailing data")
+
+
+class TableSet:
+    """A list of discrete distributions, each over symbols ``offset[i] .. offset[i] + len(pmf[i]) - 1``.
+
+    Symbols are clamped into the support of their table before coding (the caller must use the
+    clamped values, which `clamp` returns, so that encoder and decoder agree). Every symbol in
+    the support is encodable: constriction gives each at least the smallest representable
+    probability.
+    """
+
+    def __init__(self, pmfs: list[np.ndarray], offsets: np.ndarray) -> None:
+        if len(pmfs) != len(offsets):
+            raise ValueError("one offset per table is required")
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.sizes = np.array([len(p) for p in pmfs], dtype=np.int64)
+        self._models = [
+            constriction.stream.model.Categorical(np.asarray(p, dtype=np.float64), perfect=False)
+            for p in pmfs
+        ]
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def clamp(self, symbols: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        lo = self.offsets[indices]
+        hi = lo + self.sizes[indices] - 1
+        return np.clip(symbols, lo, hi)
+
+    @staticmethod
+    def _groups(indices: np.ndarray):
+        """Positions of each table index, in a canonical order (ascending index, stable)."""
+        order = np.argsort(indices, kind="stable")
+        sorted_idx = indices[order]
+        bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(order)]))
+        for s, e in zip(starts, ends):
+            yield int(sorted_idx[s]), order[s:e]
+
+    def encode(self, enc: RangeEncoder, symbols: np.ndarray, indices: np.ndarray) -> None:
+        """Encode ``symbols`` (already clamped) with table ``indices`` (same shape, flattened)."""
+        symbols = np.asarray(symbols).reshape(-1).astype(np.int64)
+        indices = np.asarray(indices).reshape(-1).astype(np.int64)
+        for t, pos in self._groups(indices):
+            local = (symbols[pos] - self.offsets[t]).astype(np.int32)
+            enc._enc.encode(local, self._models[t])
+
+    def decode(self, dec: RangeDecoder, indices: np.ndarray) -> np.ndarray:
+        """Decode one symbol per entry of ``indices``; returns int64 symbols of the same shape."""
+        shape = np.shape(indices)
+        flat = np.asarray(indices).reshape(-1).astype(np.int64)
+        out = np.empty(flat.shape, dtype=np.int64)
+        try:
+            for t, pos in self._groups(flat):
+                local = dec._dec.decode(self._models[t], len(pos))
+                out[pos] = np.asarray(local, dtype=np.int64) + self.offsets[t]
+        except (ValueError, RuntimeError, AssertionError) as e:  # constriction reports bad data this way
+            raise CodingError(f"entropy-coded stream is corrupt ({e})") from None
+        return out.reshape(shape)

@@ -1,0 +1,13 @@
+"""User-facing errors: the CLI prints their message on one line and exits with status 1."""
+
+
+class LicodecError(Exception):
+    """Base of every error that is the input's fault, not a bug."""
+
+
+class FormatError(LicodecError):
+    """A .lic file is foreign, truncated, corrupt or from a newer format version."""
+
+
+class ImageError(LicodecError):
+    """An input image cannot be read or is outside what the codec accepts."""

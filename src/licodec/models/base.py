@@ -1,0 +1,83 @@
+"""Common interface of every licodec model.
+
+A model is an ``nn.Module`` with a dataclass ``config`` and three entry points that share the
+same transforms and context model:
+
+- ``forward(x)``               training / evaluation: ``{"x_hat", "likelihoods": {"y", "z"}}``
+- ``compress(x)``              -> `Encoded` (entropy-coded streams + checksum of ẑ and ŷ)
+- ``decompress(streams, hw)``  -> x̂ of size hw
+
+Inputs are (1, 3, H, W) tensors in [0, 1] of any size: `compress` pads (replicate) to a multiple
+of ``downsample`` and `decompress` crops back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class Encoded:
+    streams: list[bytes]
+    checksum: int  # CRC32 of ẑ and ŷ (float32 bytes): catches encoder/decoder divergence
+
+
+class LatentMismatchError(ValueError):
+    """The decoder reconstructed different latents than the encoder produced."""
+
+
+def latent_checksum(*latents: Tensor) -> int:
+    crc = 0
+    for t in latents:
+        crc = zlib.crc32(t.detach().float().cpu().contiguous().numpy().tobytes(), crc)
+    return crc
+
+
+def pad_to(x: Tensor, multiple: int) -> Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        # replicate needs a non-empty border; 1x1 images pad fine
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x
+
+
+class CompressionModel(nn.Module):
+    name: ClassVar[str] = ""  # set by @register_model
+    config_cls: ClassVar[type]
+    downsample: ClassVar[int] = 64  # total stride of g_a ∘ h_a
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, x: Tensor) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def compress(self, x: Tensor) -> Encoded:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decompress(self, streams: list[bytes], hw: tuple[int, int], checksum: int | None = None) -> Tensor:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    @staticmethod
+    def check_latents(checksum: int | None, *latents: Tensor) -> None:
+        if checksum is not None and latent_checksum(*latents) != checksum:
+            raise LatentMismatchError(
+                "decoded latents do not match the encoder's checksum "
+                "(corrupt stream, or encoder/decoder numerical divergence)"
+            )

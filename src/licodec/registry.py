@@ -1,0 +1,56 @@
+"""The one registry of models. The registry key is the name used by the CLI (``-m``), by weight
+files (``<name>-q<quality>.safetensors``) and in the ``.lic`` header, so a file always names the
+model that decodes it. Keys are never reused or renamed."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models.base import CompressionModel
+
+MODELS: dict[str, type["CompressionModel"]] = {}
+
+
+class UnknownModelError(KeyError):
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def register_model(name: str) -> Callable[[type], type]:
+    def wrap(cls):
+        if name in MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        cls.name = name
+        MODELS[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_model_class(name: str) -> type["CompressionModel"]:
+    from . import models  # noqa: F401  (importing registers every model)
+
+    try:
+        return MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODELS)) or "none"
+        raise UnknownModelError(f"unknown model {name!r} (known: {known})") from None
+
+
+def create_model(name: str, config: dict | None = None, **overrides) -> "CompressionModel":
+    """Build a model from its registry name and a (partial) config; unknown keys are an error."""
+    cls = get_model_class(name)
+    fields = {f.name for f in dataclasses.fields(cls.config_cls)}
+    values = {**(config or {}), **overrides}
+    bad = sorted(set(values) - fields)
+    if bad:
+        raise ValueError(f"unknown config field(s) for {name}: {', '.join(bad)}")
+    return cls(cls.config_cls(**values))
+
+
+def model_names() -> list[str]:
+    from . import models  # noqa: F401
+
+    return sorted(MODELS)

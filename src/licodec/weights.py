@@ -1,0 +1,156 @@
+"""Weight files: safetensors only, with the model's registry name, dataclass config, quality,
+λ and a fingerprint of the tensors in the metadata. Loading is strict and validated: wrong
+model, wrong shapes, a missing or extra tensor, or tensors that do not match the recorded
+fingerprint are refused with a one-line `WeightsError`.
+
+Shipped weights live in ``licodec/weights/<model>-q<quality>.safetensors``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file, safe_open
+
+from .registry import create_model, get_model_class
+
+FORMAT = "licodec-weights-1"
+# The standard λ ladder (λ·255²·MSE + bpp), quality 1..8 (CompressAI's MSE ladder).
+LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
+
+
+class WeightsError(ValueError):
+    pass
+
+
+def fingerprint(state: dict[str, torch.Tensor]) -> bytes:
+    """8-byte hash of names, dtypes, shapes and bytes of every tensor (sorted by name)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()[:8]
+
+
+def model_fingerprint(model) -> bytes:
+    return fingerprint(model.state_dict())
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``; a failure leaves no partial file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_weights(model, path, quality: float, lmbda: float | None = None, extra: dict | None = None) -> bytes:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fp = fingerprint(state)
+    meta = {
+        "format": FORMAT,
+        "model": model.name,
+        "config": json.dumps(model.config_dict(), sort_keys=True),
+        "quality": repr(float(quality)),
+        "lambda": "" if lmbda is None else repr(float(lmbda)),
+        "fingerprint": fp.hex(),
+        "extra": json.dumps(extra or {}, sort_keys=True),
+    }
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+    return fp
+
+
+def read_metadata(path) -> dict:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: not a readable safetensors weight file ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise WeightsError(f"{path}: not a licodec weight file (metadata format {meta.get('format')!r})")
+    return meta
+
+
+def load_weights(path, device: str | torch.device = "cpu", expect_model: str | None = None):
+    """Build the model named in the file from its stored config and load the tensors strictly.
+    Returns (model in eval mode, metadata dict with parsed fields)."""
+    meta = read_metadata(path)
+    name = meta["model"]
+    if expect_model is not None and name != expect_model:
+        raise WeightsError(f"{path}: holds weights for {name!r}, not {expect_model!r}")
+    get_model_class(name)
+    try:
+        config = json.loads(meta["config"])
+        model = create_model(name, config)
+        state = load_file(str(path))
+    except (ValueError, TypeError, KeyError, SafetensorError) as e:
+        raise WeightsError(f"{path}: invalid weight file ({e})") from None
+    if fingerprint(state).hex() != meta.get("fingerprint"):
+        raise WeightsError(f"{path}: tensors do not match the recorded fingerprint (tampered or damaged file)")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise WeightsError(f"{path}: weights do not fit {name} config {config}: {first[1].strip() if len(first) > 1 else first[0]}") from None
+    info = {
+        "model": name,
+        "config": config,
+        "quality": float(meta["quality"]),
+        "lambda": float(meta["lambda"]) if meta.get("lambda") else None,
+        "fingerprint": bytes.fromhex(meta["fingerprint"]),
+        "extra": json.loads(meta.get("extra") or "{}"),
+        "path": str(path),
+    }
+    return model.to(device).eval(), info
+
+
+def shipped_dir() -> Path:
+    return Path(str(resources.files("licodec") / "weights"))
+
+
+def shipped_weights() -> dict[str, dict[float, Path]]:
+    """{model name: {quality: path}} for the weights bundled in the package."""
+    out: dict[str, dict[float, Path]] = {}
+    d = shipped_dir()
+    if not d.is_dir():
+        return out
+    for p in sorted(d.glob("*.safetensors")):
+        try:
+            meta = read_metadata(p)
+        except WeightsError:
+            continue
+        out.setdefault(meta["model"], {})[float(meta["quality"])] = p
+    return out
+
+
+def find_weights(model: str, quality: float) -> Path:
+    avail = shipped_weights().get(model)
+    if not avail:
+        raise WeightsError(f"no shipped weights for {model!r}; pass --weights FILE (see `licodec models`)")
+    if quality not in avail:
+        qs = ", ".join(f"{q:g}" for q in sorted(avail))
+        raise WeightsError(f"{model!r} has no shipped weights for quality {quality:g} (available: {qs})")
+    return avail[quality]
+
+
+def find_by_fingerprint(model: str, fp: bytes) -> Path | None:
+    for p in shipped_weights().get(model, {}).values():
+        if read_metadata(p)["fingerprint"] == fp.hex():
+            return p
+    return None
