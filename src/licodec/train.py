@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="checkpoint and stop at this step without exporting (time-sliced training; resume later)")
     p.add_argument("--export", default=None, help="final weights path (default OUT/<model>-q<quality>.safetensors)")
 
 
@@ -136,7 +138,8 @@ def run(args: argparse.Namespace) -> Path:
     last_ckpt = time.monotonic()
     vars_ = {k: v for k, v in vars(args).items() if k != "func"}
     bar = tqdm(total=args.steps, initial=step, desc=f"{model.name} λ={lmbda:g}", dynamic_ncols=True)
-    while step < args.steps:
+    stop = min(args.steps, args.stop_at or args.steps)
+    while step < stop:
         lr = args.lr * (0.1 if step >= drop_at else 1.0)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -161,11 +164,14 @@ def run(args: argparse.Namespace) -> Path:
         if step % 50 == 0 or row[-1]:
             writer.writerow(row)
             log.flush()
-        if time.monotonic() - last_ckpt > args.checkpoint_minutes * 60 or step == args.steps:
+        if time.monotonic() - last_ckpt > args.checkpoint_minutes * 60 or step == stop:
             save_checkpoint(ckpt, model, opt, step, gen, vars_, best)
             last_ckpt = time.monotonic()
     bar.close()
     log.close()
+    if step < args.steps:
+        print(f"stopped at step {step}; continue with --resume")
+        return ckpt
     model.eval()
     export = Path(args.export) if args.export else out / f"{model.name}-q{args.quality}.safetensors"
     v = validate(model, val_images) if val_images else {}

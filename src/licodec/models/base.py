@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -27,6 +27,7 @@ from torch import Tensor, nn
 class Encoded:
     streams: list[bytes]
     checksum: int  # CRC32 of ẑ and ŷ (float32 bytes): catches encoder/decoder divergence
+    latents: dict[str, Tensor] = field(default_factory=dict, repr=False)  # {"z_hat", "y_hat"} as coded
 
 
 class LatentMismatchError(ValueError):
@@ -71,8 +72,16 @@ class CompressionModel(nn.Module):
     def compress(self, x: Tensor) -> Encoded:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def decompress(self, streams: list[bytes], hw: tuple[int, int], checksum: int | None = None) -> Tensor:
+    def decode_latents(self, streams: list[bytes], hw: tuple[int, int]) -> dict[str, Tensor]:
+        """Entropy-decode the streams into {"z_hat", "y_hat"} (the latents `compress` coded)."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    @torch.no_grad()
+    def decompress(self, streams: list[bytes], hw: tuple[int, int], checksum: int | None = None) -> Tensor:
+        """Streams -> x̂ (1, 3, H, W) in [0, 1]; verifies the latent checksum when given."""
+        lat = self.decode_latents(streams, hw)
+        self.check_latents(checksum, lat["z_hat"], lat["y_hat"])
+        return self.g_s(lat["y_hat"]).clamp_(0, 1)[..., : hw[0], : hw[1]]
 
     @staticmethod
     def check_latents(checksum: int | None, *latents: Tensor) -> None:

@@ -86,7 +86,7 @@ class HyperpriorModel(CompressionModel):
         enc_z, enc_y = RangeEncoder(), RangeEncoder()
         z_hat = self.entropy_bottleneck.compress(enc_z, z, self.entropy_bottleneck.tables())
         y_hat = self.y_compress(enc_y, y, self.h_s(z_hat))
-        return Encoded([enc_z.finish(), enc_y.finish()], latent_checksum(z_hat, y_hat))
+        return Encoded([enc_z.finish(), enc_y.finish()], latent_checksum(z_hat, y_hat), {"z_hat": z_hat, "y_hat": y_hat})
 
     def latent_shapes(self, hw: tuple[int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         s = self.downsample
@@ -94,16 +94,14 @@ class HyperpriorModel(CompressionModel):
         return (1, self.config.M, hp // 16, wp // 16), (1, self.config.N, hp // s, wp // s)
 
     @torch.no_grad()
-    def decompress(self, streams: list[bytes], hw: tuple[int, int], checksum: int | None = None) -> Tensor:
+    def decode_latents(self, streams: list[bytes], hw: tuple[int, int]) -> dict[str, Tensor]:
         if len(streams) != 2:
             raise ValueError(f"{self.name} expects 2 streams, got {len(streams)}")
         y_shape, z_shape = self.latent_shapes(hw)
         dec_z, dec_y = RangeDecoder(streams[0]), RangeDecoder(streams[1])
         z_hat = self.entropy_bottleneck.decompress(dec_z, z_shape, self.entropy_bottleneck.tables(), self.device)
         y_hat = self.y_decompress(dec_y, self.h_s(z_hat), y_shape)
-        self.check_latents(checksum, z_hat, y_hat)
-        x_hat = self.g_s(y_hat).clamp_(0, 1)
-        return x_hat[..., : hw[0], : hw[1]]
+        return {"z_hat": z_hat, "y_hat": y_hat}
 
 
 @register_model("bmshj2018-hyperprior")

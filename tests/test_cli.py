@@ -1,0 +1,107 @@
+"""End to end through the console script, as a user runs it."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "licodec.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def assert_clean_error(r, code=1):
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr
+    if code == 1:
+        assert r.stderr.startswith("licodec: error:") and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.fixture
+def work(tmp_path, sample_path):
+    shutil.copy(sample_path, tmp_path / "photo.png")
+    Image.open(sample_path).convert("L").crop((0, 0, 65, 33)).save(tmp_path / "gray.png")
+    return tmp_path
+
+
+def test_compress_info_decompress(work, tiny_weights):
+    r = run("compress", work / "photo.png", "--weights", tiny_weights)
+    assert r.returncode == 0, r.stderr
+    assert "bpp" in r.stdout and (work / "photo.lic").exists()
+    info = json.loads(run("info", work / "photo.lic", "--json").stdout)
+    assert info["model"] == "mbt2018-mean" and (info["width"], info["height"]) == (600, 400)
+    assert info["bytes"] == (work / "photo.lic").stat().st_size
+    r = run("decompress", work / "photo.lic", "--weights", tiny_weights)
+    assert r.returncode == 0, r.stderr
+    out = Image.open(work / "photo.decoded.png")
+    assert out.size == (600, 400) and out.mode == "RGB"
+
+
+def test_grayscale_roundtrip_stays_grayscale(work, tiny_weights):
+    assert run("compress", work / "gray.png", "--weights", tiny_weights).returncode == 0
+    assert run("decompress", work / "gray.lic", "-o", work / "g.png", "--weights", tiny_weights).returncode == 0
+    assert Image.open(work / "g.png").mode == "L"
+
+
+def test_never_overwrites_and_force(work, tiny_weights):
+    (work / "photo.lic").write_bytes(b"precious")
+    r = run("compress", work / "photo.png", "--weights", tiny_weights)
+    assert_clean_error(r)
+    assert (work / "photo.lic").read_bytes() == b"precious"
+    assert run("compress", work / "photo.png", "--weights", tiny_weights, "--force").returncode == 0
+    assert (work / "photo.lic").read_bytes()[:4] == b"\x89LIC"
+
+
+@pytest.mark.parametrize("mutate", ["truncate", "flip", "foreign", "empty"])
+def test_bad_lic_files_clean_error_and_no_output(work, tiny_weights, mutate):
+    assert run("compress", work / "photo.png", "--weights", tiny_weights).returncode == 0
+    data = (work / "photo.lic").read_bytes()
+    bad = {"truncate": data[: len(data) // 2], "flip": data[:40] + bytes([data[40] ^ 1]) + data[41:],
+           "foreign": (work / "photo.png").read_bytes(), "empty": b""}[mutate]
+    (work / "bad.lic").write_bytes(bad)
+    r = run("decompress", work / "bad.lic", "--weights", tiny_weights)
+    assert_clean_error(r)
+    assert not (work / "bad.decoded.png").exists()
+    assert [p.name for p in work.iterdir() if p.name.startswith(".")] == []  # no temp files left
+
+
+def test_file_from_other_weights(work, tiny_weights, tmp_path):
+    from conftest import tiny_model
+    from licodec.weights import save_weights
+
+    other = tmp_path / "other.safetensors"
+    save_weights(tiny_model("mbt2018-mean", seed=5), other, quality=3)
+    assert run("compress", work / "photo.png", "--weights", tiny_weights).returncode == 0
+    r = run("decompress", work / "photo.lic", "--weights", other)
+    assert_clean_error(r)
+    assert "weights" in r.stderr
+
+
+def test_bad_inputs(work, tiny_weights):
+    (work / "junk.png").write_bytes(b"hello")
+    assert_clean_error(run("compress", work / "junk.png", "--weights", tiny_weights))
+    assert_clean_error(run("compress", work / "missing.png", "--weights", tiny_weights))
+    assert_clean_error(run("compress", work / "photo.png", "-m", "no-such-model"))
+    assert_clean_error(run("decompress", work / "missing.lic"))
+    assert_clean_error(run("compress", work / "photo.png", "--weights", work / "junk.png"))
+    arr = np.zeros((8, 8, 4), dtype=np.uint8)
+    Image.fromarray(arr).save(work / "alpha.png")
+    r = run("compress", work / "alpha.png", "--weights", tiny_weights)
+    assert_clean_error(r)
+    assert "alpha" in r.stderr
+
+
+def test_usage_errors_exit_2(work):
+    assert_clean_error(run("compress"), code=2)
+    assert_clean_error(run("frobnicate"), code=2)
+    assert_clean_error(run("compress", work / "photo.png", "-q", "high"), code=2)
+
+
+def test_models_lists_registry():
+    r = run("models")
+    assert r.returncode == 0
+    assert "mbt2018-mean" in r.stdout and "bmshj2018-hyperprior" in r.stdout

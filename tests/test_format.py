@@ -1,0 +1,85 @@
+import struct
+import zlib
+
+import pytest
+
+from licodec.errors import FormatError
+from licodec.format import MAGIC, LicFile, pack, unpack
+
+
+def _file(**kw):
+    d = dict(model="mbt2018-mean", fingerprint=b"12345678", quality=3.0, height=40, width=60,
+             channels=3, bit_depth=8, latent_crc=0xDEADBEEF, streams=[b"abcd", b"efghijkl"])
+    d.update(kw)
+    return LicFile(**d)
+
+
+def _recrc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_roundtrip():
+    f = _file()
+    assert unpack(pack(f)) == f
+
+
+@pytest.mark.parametrize("data,msg", [
+    (b"", "not a .lic"),
+    (b"\x89PNG\r\n\x1a\n" + b"0" * 100, "not a .lic"),
+    (MAGIC + b"\x01", "truncated"),
+])
+def test_foreign_and_tiny(data, msg):
+    with pytest.raises(FormatError, match=msg):
+        unpack(data)
+
+
+def test_every_truncation_is_refused():
+    data = pack(_file())
+    for n in range(len(data)):
+        with pytest.raises(FormatError):
+            unpack(data[:n])
+
+
+def test_every_single_bit_flip_is_refused():
+    data = pack(_file())
+    for i in range(len(data)):
+        bad = bytearray(data)
+        bad[i] ^= 0x10
+        with pytest.raises(FormatError):
+            unpack(bytes(bad))
+
+
+def test_newer_version_refused_with_upgrade_hint():
+    data = bytearray(pack(_file()))
+    data[4] = 9
+    with pytest.raises(FormatError, match="newer"):
+        unpack(_recrc(bytes(data[:-4])))
+
+
+def test_absurd_size_refused_before_allocation():
+    data = bytearray(pack(_file()))
+    pos = 7 + len("mbt2018-mean") + 8 + 4
+    struct.pack_into("<II", data, pos, 100_000, 100_000)
+    with pytest.raises(FormatError, match="exceeds the limit"):
+        unpack(_recrc(bytes(data[:-4])))
+
+
+def test_stream_table_must_match_file_size():
+    data = bytearray(pack(_file()))
+    pos = 7 + len("mbt2018-mean") + _file_fixed_size()
+    struct.pack_into("<I", data, pos, 5)  # first stream claims 5 bytes instead of 4
+    with pytest.raises(FormatError, match="stream lengths"):
+        unpack(_recrc(bytes(data[:-4])))
+
+
+def _file_fixed_size():
+    from licodec.format import _FIXED
+
+    return _FIXED.size
+
+
+def test_pack_rejects_bad_fields():
+    with pytest.raises(ValueError):
+        pack(_file(model=""))
+    with pytest.raises(FormatError):
+        pack(_file(height=0))

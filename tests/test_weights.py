@@ -1,0 +1,56 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import tiny_model
+from licodec.weights import WeightsError, load_weights, read_metadata, save_weights
+
+
+def test_roundtrip_restores_config_and_tensors(tmp_path):
+    m = tiny_model("bmshj2018-hyperprior")
+    p = tmp_path / "w.safetensors"
+    fp = save_weights(m, p, quality=2, lmbda=0.0035, extra={"steps": 5})
+    m2, info = load_weights(p)
+    assert info["model"] == "bmshj2018-hyperprior" and info["config"] == {"N": 16, "M": 24}
+    assert info["quality"] == 2 and info["fingerprint"] == fp and info["extra"] == {"steps": 5}
+    for (k, a), (k2, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+
+
+def test_tampered_tensors_refused(tmp_path):
+    p = tmp_path / "w.safetensors"
+    save_weights(tiny_model("mbt2018-mean"), p, quality=3)
+    meta = read_metadata(p)
+    t = load_file(str(p))
+    k = next(iter(t))
+    t[k] = t[k] + 1
+    save_file(t, str(p), metadata=meta)
+    with pytest.raises(WeightsError, match="fingerprint"):
+        load_weights(p)
+
+
+def test_config_that_does_not_fit_refused(tmp_path):
+    p = tmp_path / "w.safetensors"
+    save_weights(tiny_model("mbt2018-mean"), p, quality=3)
+    meta = read_metadata(p)
+    meta["config"] = json.dumps({"N": 16, "M": 32})
+    save_file(load_file(str(p)), str(p), metadata=meta)
+    with pytest.raises(WeightsError, match="do not fit"):
+        load_weights(p)
+
+
+def test_wrong_model_and_foreign_files_refused(tmp_path):
+    p = tmp_path / "w.safetensors"
+    save_weights(tiny_model("mbt2018-mean"), p, quality=3)
+    with pytest.raises(WeightsError, match="not 'bmshj2018-hyperprior'"):
+        load_weights(p, expect_model="bmshj2018-hyperprior")
+    q = tmp_path / "plain.safetensors"
+    save_file({"a": torch.zeros(2)}, str(q))
+    with pytest.raises(WeightsError, match="not a licodec weight file"):
+        load_weights(q)
+    r = tmp_path / "junk.safetensors"
+    r.write_bytes(b"\x00" * 100)
+    with pytest.raises(WeightsError):
+        load_weights(r)
