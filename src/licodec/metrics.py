@@ -19,8 +19,11 @@ def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> float:
 
 
 def rd_loss(out: dict, x: Tensor, lmbda: float) -> dict[str, Tensor]:
-    """L = λ·255²·MSE + bpp (the CompressAI/Minnen convention of the λ ladder)."""
+    """L = λ·255²·MSE + bpp (the CompressAI/Minnen convention of the λ ladder) + ``out["aux_loss"]``,
+    a model's own already-weighted training term when it has one (e.g. han2024-cca's CCA loss),
+    also reported as "aux"."""
     n, _, h, w = x.shape
     bpp = bpp_from_likelihoods(out["likelihoods"], n * h * w)
     mse = torch.mean((out["x_hat"] - x) ** 2)
-    return {"loss": lmbda * 255**2 * mse + bpp, "bpp": bpp, "mse": mse}
+    aux = out.get("aux_loss", 0)
+    return {"loss": lmbda * 255**2 * mse + bpp + aux, "bpp": bpp, "mse": mse, "aux": aux}

@@ -6,7 +6,7 @@ from licodec.entropy.coder import CodingError, RangeDecoder, RangeEncoder, Table
 
 def _tables():
     rng = np.random.default_rng(0)
-    return TableSet([rng.random(5), rng.random(9), np.array([1.0, 0.0, 0.0])], np.array([-2, -4, 0]))
+    return TableSet.from_pmfs([rng.random(5), rng.random(9), np.array([1.0, 0.0, 0.0])], np.array([-2, -4, 0]))
 
 
 def test_roundtrip_interleaved_calls():
@@ -40,3 +40,17 @@ def test_clamp_keeps_symbols_in_support():
 def test_stream_must_be_whole_words():
     with pytest.raises(CodingError):
         RangeDecoder(b"abc")
+
+
+def test_lazy_tables_built_on_first_use_only():
+    built = []
+
+    def build(t):
+        built.append(t)
+        return np.ones(3), -1
+
+    t = TableSet(1000, build)
+    enc = RangeEncoder()
+    t.encode(enc, np.array([0, 1, -1]), np.array([7, 7, 500]))
+    assert sorted(built) == [7, 500]
+    np.testing.assert_array_equal(t.decode(RangeDecoder(enc.finish()), np.array([7, 7, 500])), [0, 1, -1])

@@ -27,7 +27,8 @@ def test_scale_index_is_nearest_in_log_space():
 def test_tables_are_built_once_and_match_the_scales():
     a, b = gaussian_tables(), gaussian_tables()
     assert a is b and len(a) == SCALE_LEVELS
-    assert a.offsets[-1] <= -24 * scale_table()[-1]
+    _, low, size = a.table(SCALE_LEVELS - 1)
+    assert low <= -24 * scale_table()[-1] and size == 1 - 2 * low
 
 
 def test_compress_decompress_exact_and_on_mean_grid():
@@ -36,8 +37,8 @@ def test_compress_decompress_exact_and_on_mean_grid():
     mu = torch.randn_like(y)
     sigma = torch.rand_like(y) * 5
     enc = RangeEncoder()
-    y_hat = GaussianConditional.compress(enc, y, mu, sigma)
-    out = GaussianConditional.decompress(RangeDecoder(enc.finish()), mu, sigma)
+    y_hat = GaussianConditional().compress(enc, y, mu, sigma)
+    out = GaussianConditional().decompress(RangeDecoder(enc.finish()), mu, sigma)
     assert torch.equal(out, y_hat)
     # ŷ = integer + μ_q, and rounding is around the (snapped) mean
     assert torch.all(((y_hat - quantize_mean(mu)) - torch.round(y_hat - quantize_mean(mu))) == 0)
@@ -50,7 +51,23 @@ def test_rate_close_to_information_content():
     mu = torch.zeros(20000)
     y = torch.randn(20000) * 3
     enc = RangeEncoder()
-    y_hat = GaussianConditional.compress(enc, y, mu, sigma)
+    y_hat = GaussianConditional().compress(enc, y, mu, sigma)
     bits = 8 * len(enc.finish())
     est = -torch.log2(gaussian_likelihood(y_hat, mu, sigma)).sum().item()
     assert abs(bits - est) / est < 0.01
+
+
+def test_integer_latents_mode_codes_round_y_with_fractional_means():
+    torch.manual_seed(0)
+    gc = GaussianConditional(round_around_mean=False).eval()
+    y = torch.randn(4000) * 3
+    mu = y + torch.randn(4000) * 0.7  # informative, fractional means
+    sigma = torch.full_like(y, 0.8)
+    enc = RangeEncoder()
+    y_hat = gc.compress(enc, y, mu, sigma)
+    assert torch.equal(y_hat, torch.round(y))
+    data = enc.finish()
+    assert torch.equal(gc.decompress(RangeDecoder(data), mu, sigma), y_hat)
+    est = -torch.log2(gaussian_likelihood(y_hat, mu, sigma)).sum().item()
+    assert abs(8 * len(data) - est) / est < 0.01
+    assert torch.equal(gc(y, mu, sigma)[0], torch.round(y))

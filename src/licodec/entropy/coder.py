@@ -54,35 +54,56 @@ class RangeDecoder:
 
 
 class TableSet:
-    """A list of discrete distributions, each over symbols ``offset[i] .. offset[i] + len(pmf[i]) - 1``.
+    """A family of discrete distributions indexed by an integer t; table t is a pmf over the
+    symbols ``low_t .. low_t + len(pmf_t) - 1``.
 
-    Symbols are clamped into the support of their table before coding (the caller must use the
-    clamped values, which `clamp` returns, so that encoder and decoder agree). Every symbol in
-    the support is encodable: constriction gives each at least the smallest representable
+    Tables are built lazily by ``build(t) -> (pmf float64 array, low)`` on first use and cached,
+    so large families (e.g. 17 mean offsets x 128 scales) cost only what an image uses. ``build``
+    must be a pure function of t computed in float64 on the CPU: then encoder and decoder get
+    bit-identical tables. Symbols are clamped into the support of their table before coding (the
+    caller must use the clamped values, which `clamp` returns, so both sides agree). Every symbol
+    in the support is encodable: constriction gives each at least the smallest representable
     probability.
     """
 
-    def __init__(self, pmfs: list[np.ndarray], offsets: np.ndarray) -> None:
-        if len(pmfs) != len(offsets):
+    def __init__(self, count: int, build) -> None:
+        self.count = count
+        self._build = build
+        self._cache: dict[int, tuple] = {}
+
+    @classmethod
+    def from_pmfs(cls, pmfs: list[np.ndarray], lows) -> "TableSet":
+        if len(pmfs) != len(lows):
             raise ValueError("one offset per table is required")
-        self.offsets = np.asarray(offsets, dtype=np.int64)
-        self.sizes = np.array([len(p) for p in pmfs], dtype=np.int64)
-        self._models = [
-            constriction.stream.model.Categorical(np.asarray(p, dtype=np.float64), perfect=False)
-            for p in pmfs
-        ]
+        return cls(len(pmfs), lambda t: (pmfs[t], int(lows[t])))
 
     def __len__(self) -> int:
-        return len(self._models)
+        return self.count
+
+    def table(self, t: int):
+        """(constriction model, low, size) of table t."""
+        entry = self._cache.get(t)
+        if entry is None:
+            if not 0 <= t < self.count:
+                raise IndexError(f"table index {t} out of range")
+            pmf, low = self._build(t)
+            pmf = np.asarray(pmf, dtype=np.float64)
+            entry = (constriction.stream.model.Categorical(pmf, perfect=False), int(low), len(pmf))
+            self._cache[t] = entry
+        return entry
 
     def clamp(self, symbols: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        lo = self.offsets[indices]
-        hi = lo + self.sizes[indices] - 1
-        return np.clip(symbols, lo, hi)
+        uniq, inv = np.unique(np.asarray(indices).reshape(-1), return_inverse=True)
+        lows = np.array([self.table(int(t))[1] for t in uniq], dtype=np.int64)
+        highs = lows + np.array([self.table(int(t))[2] for t in uniq], dtype=np.int64) - 1
+        flat = np.clip(np.asarray(symbols).reshape(-1), lows[inv], highs[inv])
+        return flat.reshape(np.shape(symbols))
 
     @staticmethod
     def _groups(indices: np.ndarray):
         """Positions of each table index, in a canonical order (ascending index, stable)."""
+        if indices.size == 0:
+            return
         order = np.argsort(indices, kind="stable")
         sorted_idx = indices[order]
         bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
@@ -96,8 +117,8 @@ class TableSet:
         symbols = np.asarray(symbols).reshape(-1).astype(np.int64)
         indices = np.asarray(indices).reshape(-1).astype(np.int64)
         for t, pos in self._groups(indices):
-            local = (symbols[pos] - self.offsets[t]).astype(np.int32)
-            enc._enc.encode(local, self._models[t])
+            model, low, _ = self.table(t)
+            enc._enc.encode((symbols[pos] - low).astype(np.int32), model)
 
     def decode(self, dec: RangeDecoder, indices: np.ndarray) -> np.ndarray:
         """Decode one symbol per entry of ``indices``; returns int64 symbols of the same shape."""
@@ -106,8 +127,8 @@ class TableSet:
         out = np.empty(flat.shape, dtype=np.int64)
         try:
             for t, pos in self._groups(flat):
-                local = dec._dec.decode(self._models[t], len(pos))
-                out[pos] = np.asarray(local, dtype=np.int64) + self.offsets[t]
+                model, low, _ = self.table(t)
+                out[pos] = np.asarray(dec._dec.decode(model, len(pos)), dtype=np.int64) + low
         except (ValueError, RuntimeError, AssertionError) as e:  # constriction reports bad data this way
             raise CodingError(f"entropy-coded stream is corrupt ({e})") from None
         return out.reshape(shape)

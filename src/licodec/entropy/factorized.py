@@ -77,7 +77,7 @@ class FactorizedPrior(nn.Module):
         k = torch.arange(-Z_RANGE, Z_RANGE + 1, dtype=torch.float64)
         x = k.expand(self.channels, 1, -1)  # float64 on the CPU whatever the model's device
         pmf = self._likelihood(x)[:, 0, :].numpy()  # (C, 2*Z_RANGE+1)
-        return TableSet(list(pmf), np.full(self.channels, -Z_RANGE))
+        return TableSet.from_pmfs(list(pmf), np.full(self.channels, -Z_RANGE))
 
     def _indices(self, shape) -> np.ndarray:
         b, c, h, w = shape

@@ -8,8 +8,13 @@ The context model (hyperprior, spatial context, channel context ...) only has to
 this module turns them into likelihoods for training and into integer coding decisions:
 
 - σ is mapped to the nearest entry of a fixed log-spaced *scale table* (an integer index);
-- μ is snapped to a grid of step 1/64 (``μ_q``), and the coded symbol is ``round(y - μ_q)``,
-  so ŷ = symbol + μ_q is exact in float32 and identical on encoder and decoder.
+- rounding around the mean (default, Minnen & Singh 2020): μ is snapped to a grid of step 1/64
+  (``μ_q``), the coded symbol is ``round(y - μ_q)`` under a zero-mean table, and
+  ŷ = symbol + μ_q is exact in float32 and identical on encoder and decoder;
+- integer latents (``round_around_mean=False``, Lee 2019 and Minnen 2018's serial context model,
+  whose context must see the same ŷ = round(y) in training and coding): the symbol is
+  ``ŷ - round(μ)`` under a table for N(o, σ) with the mean's fractional part o ∈ [-1/2, 1/2]
+  snapped to a 1/16 grid (17 offsets x 128 scales).
 
 The coder therefore only sees integer symbols and integer table indices; the tables are
 float64 constants computed on the CPU (see `licodec.entropy.coder`).
@@ -39,17 +44,32 @@ def scale_table() -> np.ndarray:
     return np.exp(np.log(SCALE_MIN) + _LOG_STEP * np.arange(SCALE_LEVELS, dtype=np.float64))
 
 
+OFFSET_STEPS = 16  # fractional mean offsets o = j/16, j = -8..8, for integer latents
+
+
+def _gaussian_table(o: float, s: float) -> tuple[np.ndarray, int]:
+    """N(o, σ=s) discretized at the integers -r..r, r = max(32, ⌈24σ⌉): (pmf, -r)."""
+    r = max(32, math.ceil(24 * s))
+    edges = torch.arange(-r - 0.5, r + 1.0, 1.0, dtype=torch.float64)  # 2r + 2 bin edges
+    cdf = torch.special.ndtr((edges - o) / s)
+    return (cdf[1:] - cdf[:-1]).numpy(), -r
+
+
 @lru_cache(maxsize=1)
 def gaussian_tables() -> TableSet:
-    """One zero-mean discretized Gaussian per scale-table entry, support ±max(32, ⌈24σ⌉)."""
+    """Table i: zero-mean discretized Gaussian with σ = scale_table()[i]."""
     scales = scale_table()
-    radii = [max(32, math.ceil(24 * s)) for s in scales]
-    # all tables in one float64 evaluation: k and σ laid out side by side
-    k = torch.cat([torch.arange(-r, r + 1, dtype=torch.float64) for r in radii])
-    s = torch.cat([torch.full((2 * r + 1,), v, dtype=torch.float64) for r, v in zip(radii, scales)])
-    pmf = (torch.special.ndtr((k + 0.5) / s) - torch.special.ndtr((k - 0.5) / s)).numpy()
-    pmfs = np.split(pmf, np.cumsum([2 * r + 1 for r in radii])[:-1])
-    return TableSet(pmfs, -np.array(radii))
+    return TableSet(SCALE_LEVELS, lambda i: _gaussian_table(0.0, float(scales[i])))
+
+
+@lru_cache(maxsize=1)
+def offset_gaussian_tables() -> TableSet:
+    """Table j·SCALE_LEVELS + i: N(j/16 - 1/2, σ_i), j = 0..16."""
+    scales = scale_table()
+    return TableSet(
+        (OFFSET_STEPS + 1) * SCALE_LEVELS,
+        lambda t: _gaussian_table(t // SCALE_LEVELS / OFFSET_STEPS - 0.5, float(scales[t % SCALE_LEVELS])),
+    )
 
 
 def scale_index(sigma: Tensor) -> Tensor:
@@ -77,34 +97,45 @@ class GaussianConditional(nn.Module):
     """Stateless: turns (y, μ, σ) into ŷ and likelihoods, and codes ŷ given (μ, σ).
 
     ``forward`` is the training/evaluation path; ``compress``/``decompress`` code a *subset*
-    of latents (whatever the calling context model passes) so that serial, checkerboard and
-    channel-wise context models all share this one implementation.
+    of latents (whatever the calling context model passes, any shape) so that serial,
+    checkerboard and channel-wise context models all share this one implementation.
     """
+
+    def __init__(self, round_around_mean: bool = True) -> None:
+        super().__init__()
+        self.round_around_mean = round_around_mean
+
+    def quantize(self, y: Tensor, mu: Tensor | None = None) -> Tensor:
+        """ŷ for the synthesis/context path: straight-through rounding in training, rounding otherwise."""
+        offset = mu if self.round_around_mean else None
+        return quantize(y, "ste" if self.training else "round", offset)
 
     def forward(self, y: Tensor, mu: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """Returns (ŷ for the synthesis/context path, likelihoods for the rate term)."""
-        if self.training:
-            y_rate = quantize(y, "noise", mu)
-            y_hat = quantize(y, "ste", mu)
-        else:
-            y_hat = y_rate = quantize(y, "round", mu)
+        y_hat = self.quantize(y, mu)
+        y_rate = quantize(y, "noise") if self.training else y_hat
         return y_hat, gaussian_likelihood(y_rate, mu, sigma)
 
-    @staticmethod
-    def compress(enc: RangeEncoder, y: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
-        """Encode y (any shape) and return the ŷ the decoder will reconstruct."""
-        tables = gaussian_tables()
-        mu_q = quantize_mean(mu)
+    def _coding(self, mu: Tensor, sigma: Tensor):
+        """(tables, table indices, additive offset of ŷ over the symbol) for these parameters."""
         idx = scale_index(sigma).cpu().numpy()
-        sym = torch.round(y.detach().float() - mu_q).cpu().numpy().astype(np.int64)
+        if self.round_around_mean:
+            return gaussian_tables(), idx, quantize_mean(mu)
+        mu = mu.detach().float()
+        base = torch.round(mu)
+        frac = torch.round((mu - base) * OFFSET_STEPS).long() + OFFSET_STEPS // 2  # 0..16
+        idx = frac.cpu().numpy() * SCALE_LEVELS + idx
+        return offset_gaussian_tables(), idx, base + 0.0
+
+    def compress(self, enc: RangeEncoder, y: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
+        """Encode y (any shape) and return the ŷ the decoder will reconstruct."""
+        tables, idx, base = self._coding(mu, sigma)
+        sym = torch.round(y.detach().float() - base).cpu().numpy().astype(np.int64)
         sym = tables.clamp(sym, idx)
         tables.encode(enc, sym, idx)
-        return torch.from_numpy(sym).to(mu_q) + mu_q
+        return torch.from_numpy(sym).to(base) + base
 
-    @staticmethod
-    def decompress(dec: RangeDecoder, mu: Tensor, sigma: Tensor) -> Tensor:
-        tables = gaussian_tables()
-        mu_q = quantize_mean(mu)
-        idx = scale_index(sigma).cpu().numpy()
+    def decompress(self, dec: RangeDecoder, mu: Tensor, sigma: Tensor) -> Tensor:
+        tables, idx, base = self._coding(mu, sigma)
         sym = tables.decode(dec, idx)
-        return torch.from_numpy(sym).to(mu_q) + mu_q
+        return torch.from_numpy(sym).to(base) + base

@@ -2,5 +2,8 @@
 
 from .base import CompressionModel, Encoded, LatentMismatchError
 from .hyperprior import MeanScaleHyperprior, ScaleHyperprior
+from .context import CheckerboardContextModel, HybridContextModel, SerialContextModel
+from .cca import HanCCA
 
-__all__ = ["CompressionModel", "Encoded", "LatentMismatchError", "MeanScaleHyperprior", "ScaleHyperprior"]
+__all__ = ["CompressionModel", "Encoded", "LatentMismatchError", "MeanScaleHyperprior", "ScaleHyperprior",
+           "CheckerboardContextModel", "HybridContextModel", "SerialContextModel"]

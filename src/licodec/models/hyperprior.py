@@ -52,19 +52,19 @@ class HyperpriorModel(CompressionModel):
         self.gaussian_conditional = GaussianConditional()
 
     # -- how ŷ is modelled given ψ = h_s(ẑ); the default is a Gaussian with (μ, σ) from ψ alone --
-    def entropy_parameters(self, psi: Tensor) -> tuple[Tensor, Tensor]:
+    def gaussian_parameters(self, psi: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def y_forward(self, y: Tensor, psi: Tensor) -> tuple[Tensor, Tensor]:
-        mu, sigma = self.entropy_parameters(psi)
+        mu, sigma = self.gaussian_parameters(psi)
         return self.gaussian_conditional(y, mu, sigma)
 
     def y_compress(self, enc: RangeEncoder, y: Tensor, psi: Tensor) -> Tensor:
-        mu, sigma = self.entropy_parameters(psi)
+        mu, sigma = self.gaussian_parameters(psi)
         return self.gaussian_conditional.compress(enc, y, mu, sigma)
 
     def y_decompress(self, dec: RangeDecoder, psi: Tensor, y_shape: tuple[int, ...]) -> Tensor:
-        mu, sigma = self.entropy_parameters(psi)
+        mu, sigma = self.gaussian_parameters(psi)
         return self.gaussian_conditional.decompress(dec, mu, sigma)
 
     # -- shared by every hyperprior-based model --
@@ -123,7 +123,7 @@ class ScaleHyperprior(HyperpriorModel):
             conv(N, M, 3, 1), nn.ReLU(inplace=True),
         )
 
-    def entropy_parameters(self, psi: Tensor) -> tuple[Tensor, Tensor]:
+    def gaussian_parameters(self, psi: Tensor) -> tuple[Tensor, Tensor]:
         return torch.zeros_like(psi), psi
 
 
@@ -146,7 +146,7 @@ class MeanScaleHyperprior(HyperpriorModel):
             conv(M * 3 // 2, M * 2, 3, 1),
         )
 
-    def entropy_parameters(self, psi: Tensor) -> tuple[Tensor, Tensor]:
+    def gaussian_parameters(self, psi: Tensor) -> tuple[Tensor, Tensor]:
         sigma, mu = psi.chunk(2, dim=1)  # (B,2M,h,w) -> 2 x (B,M,h,w)
         return mu, sigma
 
