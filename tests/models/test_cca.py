@@ -1,6 +1,7 @@
 """han2024-cca: exact coding, determinism, causality of the channel groups, the auxiliary model, training."""
 
 import argparse
+import json
 
 import numpy as np
 import pytest
@@ -179,8 +180,6 @@ def test_three_training_steps_on_the_small_config(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    import json
-
     config = json.dumps({**SMALL_CONFIG, "N": 8, "M": 16})
     p = argparse.ArgumentParser()
     train.add_arguments(p)

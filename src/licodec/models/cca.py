@@ -9,17 +9,20 @@ Data flow (names as in the paper / CompressAI)::
 
     x ──g_a──> y ──h_a──> z ──Q──> ẑ ──[factorized prior, stream 0]
                │                   │
-               │                   h_s ──> ψ = [ψ_μ ; ψ_σ]                      (2 x (B,M,h,w))
+               │                   h_s ──> ψ = [ψ_μ ; ψ_σ]                  2 x (B,M,h,w)
                │                           │
-               split into K groups y_1 .. y_K (sizes ∝ i^k)     ┌──────── one loop, `_run_groups` ────────┐
-               │                           ▼                    │ for i = 1..K:                           │
-               └──────────────────> channel-context model  ─────│  (μ_i, σ_i) = e_i(ψ, ŷ_<i)              │
-                                                                │  ŷ_i = round(y_i − μ_i) + μ_i  [stream 1]│
-                                                                │  ŷ_i += 0.5·tanh(lrp_i(feat_i, ŷ_i))     │
-                                                                │  (training) aux: (μ'_i, σ'_i) = a_i(ψ,   │
-                                                                │     ŷ_<i−1)  — never sees group i−1     │
-                                                                └─────────────────────────────────────────┘
-                                              ŷ = [ŷ_1 .. ŷ_K] ──g_s──> x̂
+               └─ split: y_1 .. y_K ──┐    │        (|y_i| ∝ i^k, e.g. 8/28/56/92/136 of 320)
+                                      ▼    ▼
+          ┌── `_run_groups`: one loop for forward, compress and decompress ───────────┐
+          │ for i = 1..K:                                                              │
+          │   (μ_i, σ_i) = e_i(ψ, ŷ_<i)                      channel context           │
+          │   ŷ_i = round(y_i − μ_i) + μ_i                   [Gaussian cond., stream 1]│
+          │   ŷ_i += 0.5·tanh(lrp_i(features_i, ŷ_i))        latent residual prediction│
+          │   training + use_cca only:                                                 │
+          │   (μ'_i, σ'_i) = a_i(ψ, ŷ_<i−1)                  auxiliary model: no ŷ_i−1 │
+          └────────────────────────────────────────────────────────────────────────────┘
+                                      │
+                        ŷ = [ŷ_1 .. ŷ_K] ──g_s──> x̂
 
 What implements what:
 
@@ -33,22 +36,28 @@ What implements what:
   channels for M = 320): see `group_sizes`.
 - Channel-wise context (Minnen & Singh 2020): for each group a NAF-block context transform of
   [ψ_μ, ŷ_<i] (resp. [ψ_σ, ŷ_<i]) followed by a 3-layer conv head gives μ_i (resp. σ_i); the
-  latent residual prediction adds 0.5·tanh(lrp_i([mean features, ŷ_i])) to ŷ_i.
-- Auxiliary entropy model and CCA loss: paper Eq. 6–7 (L_CCA) and Eq. 9 (L_Aux) — see
+  latent residual prediction adds 0.5·tanh(lrp_i([mean features, ŷ_i])) to ŷ_i. When coding,
+  the LRP is snapped to the 1/64 grid of the coded means, so the coded ŷ is exact in float32
+  (it differs from the training/evaluation forward's ŷ by at most 1/128).
+- Auxiliary entropy model and CCA loss: the paper's L_CCA (its Eq. 6–7) and L_Aux (its Eq. 9;
+  equation numbers as cited in the official repository's issues #3 and #6) — see
   `HanCCA.cca_bits` for the exact form and the gradient flow, settled from the official code.
 
-Configs: `CCAConfig`'s defaults are the paper's full size (~see ``licodec models``);
-``SMALL_CONFIG`` is a reduced config (M = 96, N = 64, one NAF block per stage, one residual
-block, narrow entropy model) that trains on a CPU in hours::
+Configs: `CCAConfig`'s defaults are the paper's full size: 65.0 M parameters for coding, plus
+26.2 M in the auxiliary model (training only; the weights keep them while ``use_cca`` is set).
+``SMALL_CONFIG`` (M = 96, N = 64, one NAF and one residual block per stage, narrow entropy
+model; 4.35 M + 1.24 M auxiliary) trains on a CPU in hours::
 
     create_model("han2024-cca", SMALL_CONFIG)
     licodec train -m han2024-cca --config "$(python -c 'import json, licodec.models.cca as c; print(json.dumps(c.SMALL_CONFIG))')"
 
 λ: our loss is λ·255²·MSE + bpp (`licodec.metrics.rd_loss`) plus ``out["aux_loss"]``. The official
-``train.py`` uses ``lmbda·255²·MSE + beta·bpp + alpha·L_CCA + L_Aux`` with ``lmbda`` fixed (0.05)
-and ``beta`` — the paper's λ, a weight on the rate — varied per rate point; dividing by ``beta``
-gives our λ = 0.05/beta and α = alpha/beta (the official default alpha = 1 also makes the L_Aux
-weight 1/beta = α, which is why ``aux_loss`` is α·(L_CCA + L_Aux)).
+``train.py`` minimizes ``lmbda·255²·MSE + beta·bpp + alpha·L_CCA + L_Aux`` with ``lmbda`` left at
+its default 0.05 and ``beta`` — the paper's λ, a weight on the rate — chosen per rate point.
+Dividing by ``beta`` gives our λ = lmbda/beta and α = alpha/beta; with the official default
+alpha = 1 the L_Aux weight 1/beta equals α too, hence ``aux_loss`` = α·(L_CCA + L_Aux). (The
+official script also trains its first learning-rate stage with beta = 0.3, a warm-up that
+`licodec train` does not reproduce.)
 """
 
 from __future__ import annotations
@@ -87,8 +96,9 @@ class CCAConfig:
     alpha: float = 1.0  # α, weight of the CCA loss relative to the rate (see the module docstring for the mapping)
 
 
-# A config that trains on a CPU in hours (2 cores: ~1.6 s per step at batch 4 of 256x256 crops);
-# ~1/25 of the parameters of the full model. Use it through the registry:
+# A config that trains on a CPU in hours: ~2.8 s per training step at batch 4 of 256x256 crops on one
+# (niced, shared) CPU thread, 2.5x mbt2018-mean {"N": 64, "M": 96}; 1/16 of the full model's
+# parameters. Use it through the registry:
 # ``create_model("han2024-cca", SMALL_CONFIG)`` or ``licodec train --config '<json of it>'``.
 SMALL_CONFIG: dict = {
     "N": 64, "M": 96, "widths": [48, 64, 80], "naf_blocks": [1, 1, 1], "res_blocks": 1, "hyper_width": 96,
@@ -236,6 +246,7 @@ class HanCCA(HyperpriorModel):
                 lrp=False,
             )
             self.aux_y_prior = FactorizedPrior(M)
+        self._cca_bits: Tensor | None = None  # handed from y_forward to forward (see forward)
 
     # -- the channel-wise context loop, shared by forward, compress and decompress --
     def _run_groups(self, y: Tensor | None, psi: Tensor, code_group: CodeGroup,
@@ -250,6 +261,8 @@ class HanCCA(HyperpriorModel):
         in float32 (compress/decompress).
         Returns (ŷ (B,M,h,w), [likelihoods of each group, or None]).
         """
+        if aux_group is not None and y is None:
+            raise ValueError("the auxiliary model needs y (it only runs in training)")
         psi_mu, psi_sigma = psi.chunk(2, dim=1)  # (B,2M,h,w) -> 2 x (B,M,h,w)
         y_groups = y.split(self.group_sizes, dim=1) if y is not None else [None] * len(self.group_sizes)
         y_hat: list[Tensor] = []  # ŷ_j, (B,|g_j|,h,w), after the LRP: the causal context

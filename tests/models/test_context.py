@@ -1,0 +1,153 @@
+"""Serial (Lee 2019), hybrid and checkerboard (He 2021) context models."""
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from licodec.entropy import RangeEncoder
+from licodec.layers import named_mask
+
+CONTEXT_MODELS = [("lee2019-ctx", {}), ("lee2019-ctx-hybrid", {"M2": 8}), ("he2021-checkerboard", {})]
+
+
+@pytest.mark.parametrize("name,cfg", CONTEXT_MODELS)
+@pytest.mark.parametrize("hw", [(64, 64), (37, 91), (1, 1)])
+def test_compress_decompress_reproduces_latents_exactly(name, cfg, hw):
+    m = tiny_model(name, **cfg)
+    x = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(2))
+    enc = m.compress(x)
+    lat = m.decode_latents(enc.streams, hw)
+    assert torch.equal(lat["z_hat"], enc.latents["z_hat"])
+    assert torch.equal(lat["y_hat"], enc.latents["y_hat"])
+    assert torch.equal(m.decompress(enc.streams, hw, enc.checksum), m.g_s(lat["y_hat"]).clamp(0, 1)[..., : hw[0], : hw[1]])
+
+
+@pytest.mark.parametrize("name,cfg", CONTEXT_MODELS)
+def test_bytes_identical_across_thread_counts(name, cfg, sample_rgb):
+    from conftest import image_tensor
+
+    m = tiny_model(name, **cfg)
+    x = image_tensor(sample_rgb[:128, :192])
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = m.compress(x).streams
+        torch.set_num_threads(2)
+        b = m.compress(x).streams
+    finally:
+        torch.set_num_threads(n)
+    assert a == b
+
+
+@pytest.mark.parametrize("name,cfg", CONTEXT_MODELS)
+def test_training_forward_backward(name, cfg):
+    m = tiny_model(name, **cfg).train()
+    with torch.no_grad():
+        m.g_a[-1].weight.mul_(50)  # random-init latents are all |y| < 1/2: make the context non-zero
+    out = m(torch.rand(2, 3, 64, 64))
+    assert out["likelihoods"]["y"].shape == (2, 24, 4, 4)
+    loss = out["x_hat"].square().mean() + sum(-l.log2().sum() for l in out["likelihoods"].values())
+    loss.backward()
+    assert m.context_prediction.weight.grad.abs().sum() > 0
+
+
+def _serial_params(m, y_hat, c1):
+    return m.params(c1, m.context_prediction(y_hat))
+
+
+def test_serial_causality_by_perturbation():
+    """μ, σ at a position never change when a latent at or after it (raster order) changes."""
+    m = tiny_model("lee2019-ctx")
+    g = torch.Generator().manual_seed(0)
+    y_hat = torch.round(torch.randn(1, 24, 6, 7, generator=g) * 3)
+    c1 = torch.randn(1, 48, 6, 7, generator=g)
+    mu0, s0 = _serial_params(m, y_hat, c1)
+    for (h, w) in [(0, 0), (2, 3), (5, 6), (3, 0)]:
+        y2 = y_hat.clone()
+        y2[0, :, h, w] += 5
+        mu1, s1 = _serial_params(m, y2, c1)
+        changed = ((mu1 - mu0).abs() + (s1 - s0).abs()).sum(1)[0]  # (6, 7)
+        order = torch.arange(42).view(6, 7)
+        assert changed[order <= h * 7 + w].abs().max() == 0
+        if (h, w) != (5, 6):
+            assert changed[order > h * 7 + w].abs().max() > 0  # the context is used at all
+
+
+def test_serial_loop_matches_parallel_masked_convolution():
+    """The decoder's per-position evaluation computes the same μ, σ as training's one-pass conv."""
+    m = tiny_model("lee2019-ctx")
+    x = torch.rand(1, 3, 64, 128)
+    enc = m.compress(x)
+    y_hat = enc.latents["y_hat"]
+    c1 = m.h_s(enc.latents["z_hat"])
+    mu_ref, s_ref = _serial_params(m, y_hat, c1)
+    seen = {}
+
+    def record(hw, mu, sigma):
+        seen[hw] = (mu.clone(), sigma.clone())
+        return y_hat[0, :, hw[0], hw[1]]
+
+    m._serial(c1, record)
+    for (h, w), (mu, sigma) in seen.items():
+        assert torch.allclose(mu, mu_ref[0, :, h, w], atol=1e-5)
+        assert torch.allclose(sigma, s_ref[0, :, h, w], atol=1e-5)
+    assert len(seen) == y_hat.shape[2] * y_hat.shape[3]
+
+
+def test_checkerboard_anchor_params_ignore_all_latents_and_nonanchors_see_only_anchors():
+    m = tiny_model("he2021-checkerboard")
+    g = torch.Generator().manual_seed(0)
+    c1 = torch.randn(1, 48, 6, 6, generator=g)
+    y = torch.randn(1, 24, 6, 6, generator=g) * 3
+    anchors = m.anchor_mask(6, 6)
+    calls = []
+
+    def code(sel, mu, sigma):
+        calls.append((sel, mu, sigma))
+        return torch.round(y) * sel
+
+    m._two_pass(c1, code)
+    y2 = y.clone()
+    y2[:, :, ~anchors[0, 0]] += 7  # change every non-anchor
+    y2[0, 0, 0, 0] += 0  # anchors unchanged
+    calls_a = calls[:]
+    calls.clear()
+    y = y2
+    m._two_pass(c1, code)
+    for (sel0, mu0, s0), (sel1, mu1, s1) in zip(calls_a, calls):
+        assert torch.equal(mu0, mu1) and torch.equal(s0, s1)  # nothing depends on non-anchors
+
+
+def test_checkerboard_encoder_and_decoder_see_identical_parameters():
+    m = tiny_model("he2021-checkerboard")
+    x = torch.rand(1, 3, 64, 64)
+    seen = {"enc": [], "dec": []}
+    gc = m.gaussian_conditional
+    orig_c, orig_d = gc.compress, gc.decompress
+    gc.compress = lambda enc, y, mu, sigma: seen["enc"].append((mu, sigma)) or orig_c(enc, y, mu, sigma)
+    gc.decompress = lambda dec, mu, sigma: seen["dec"].append((mu, sigma)) or orig_d(dec, mu, sigma)
+    enc = m.compress(x)
+    m.decode_latents(enc.streams, (64, 64))
+    assert len(seen["enc"]) == len(seen["dec"]) == 2  # one-pass encode, two-pass decode: two coding calls each
+    for (a, b), (c, d) in zip(seen["enc"], seen["dec"]):
+        assert torch.equal(a, c) and torch.equal(b, d)
+
+
+def test_named_masks():
+    assert named_mask("serial").sum() == 12 and named_mask("checkerboard").sum() == 12
+    assert named_mask("all").sum() == 24 and named_mask("all")[2, 2] == 0
+
+
+def test_random_mask_training_changes_mask_but_coding_uses_serial():
+    m = tiny_model("lee2019-ctx", random_mask=True).train()
+    masks = {tuple(m.context_mask().flatten().tolist()) for _ in range(5)}
+    assert len(masks) > 1
+    m.eval()
+    assert m.context_mask() is None
+    enc = m.compress(torch.rand(1, 3, 64, 64))
+    assert torch.equal(m.decode_latents(enc.streams, (64, 64))["y_hat"], enc.latents["y_hat"])
+
+
+def test_hybrid_config_validation():
+    with pytest.raises(ValueError):
+        tiny_model("lee2019-ctx-hybrid", M2=24)
