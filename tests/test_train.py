@@ -45,3 +45,22 @@ def test_resume_continues_exactly(tmp_path, imgs):
     assert info["extra"]["steps"] == 4
     for a, b in zip(ma.state_dict().values(), mb.state_dict().values()):
         assert (a == b).all()
+
+
+def test_random_mask_and_warm_start_from_another_model(tmp_path, imgs):
+    from conftest import tiny_model
+    from licodec.weights import save_weights
+
+    donor = tmp_path / "mbt.safetensors"
+    save_weights(tiny_model("mbt2018-mean", N=8, M=12), donor, quality=3)
+    p = argparse.ArgumentParser()
+    train.add_arguments(p)
+    args = p.parse_args([
+        "-m", "lee2019-ctx", "--config", '{"N": 8, "M": 12}', "--data", str(imgs), "--val", "",
+        "--out", str(tmp_path / "rm"), "--steps", "2", "--batch-size", "2", "--patch", "64",
+        "--random-mask", "--warm-start", str(donor), "--lr", "0",
+    ])
+    model, info = load_weights(train.run(args))
+    assert model.config.random_mask
+    d, _ = load_weights(donor)
+    assert (model.g_a[0].weight == d.g_a[0].weight).all()  # copied (lr 0 keeps it)

@@ -18,6 +18,10 @@ class UnknownModelError(KeyError):
         return self.args[0]
 
 
+class ConfigError(ValueError):
+    """A model config that does not fit the model (unknown field, impossible value)."""
+
+
 def register_model(name: str) -> Callable[[type], type]:
     def wrap(cls):
         if name in MODELS:
@@ -46,8 +50,11 @@ def create_model(name: str, config: dict | None = None, **overrides) -> "Compres
     values = {**(config or {}), **overrides}
     bad = sorted(set(values) - fields)
     if bad:
-        raise ValueError(f"unknown config field(s) for {name}: {', '.join(bad)}")
-    return cls(cls.config_cls(**values))
+        raise ConfigError(f"unknown config field(s) for {name}: {', '.join(bad)}")
+    try:
+        return cls(cls.config_cls(**values))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid config for {name}: {e}") from None
 
 
 def model_names() -> list[str]:

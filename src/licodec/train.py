@@ -44,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-drop", type=float, default=0.9, help="fraction of --steps after which lr is divided by 10")
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0 disables)")
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning to another λ)")
+    p.add_argument("--warm-start", default=None,
+                   help="copy every tensor whose name and shape match from these weights (e.g. a context model's "
+                        "transforms from mbt2018-mean); the rest keeps its random initialization")
+    p.add_argument("--random-mask", action="store_true",
+                   help="He 2021 §4.1 random-mask model: a new random context mask every step (lee2019-ctx)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0)
     p.add_argument("--val-every", type=int, default=1000)
@@ -94,6 +99,18 @@ def load_checkpoint(path: Path, model, opt, gen: torch.Generator) -> tuple[int, 
 
 
 @torch.no_grad()
+def warm_start(model, donor) -> int:
+    """Copy the donor's tensors into ``model`` where name and shape match; returns how many."""
+    own = model.state_dict()
+    n = 0
+    for k, v in donor.state_dict().items():
+        if k in own and own[k].shape == v.shape:
+            own[k].copy_(v)
+            n += 1
+    return n
+
+
+@torch.no_grad()
 def validate(model, images: list[torch.Tensor]) -> dict[str, float]:
     """Mean estimated bpp and PSNR over whole validation images (rounded latents)."""
     model.eval()
@@ -115,10 +132,17 @@ def run(args: argparse.Namespace) -> Path:
     lmbda = args.lmbda if args.lmbda is not None else LAMBDAS[args.quality]
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
+    config = json.loads(args.config)
+    if args.random_mask:
+        config["random_mask"] = True
     if args.init:
-        model, _ = load_weights(args.init)
+        model, _ = load_weights(args.init, expect_model=args.model)
     else:
-        model = create_model(args.model, json.loads(args.config))
+        model = create_model(args.model, config)
+    if args.warm_start:
+        donor, _ = load_weights(args.warm_start)
+        copied = warm_start(model, donor)
+        print(f"warm start: copied {copied} of {len(model.state_dict())} tensors from {args.warm_start}")
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sampler = CropSampler(args.data, args.patch, gen)

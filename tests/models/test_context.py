@@ -151,3 +151,22 @@ def test_random_mask_training_changes_mask_but_coding_uses_serial():
 def test_hybrid_config_validation():
     with pytest.raises(ValueError):
         tiny_model("lee2019-ctx-hybrid", M2=24)
+
+
+def test_mask_analysis_ratios():
+    from licodec.analysis.masks import mask_bpp, rate_saving, standard_masks
+
+    m = tiny_model("lee2019-ctx", random_mask=True)
+    with torch.no_grad():
+        m.g_a[-1].weight.mul_(50)  # non-zero latents, so that masks matter
+    masks = standard_masks()
+    assert len(masks) == 7 + 24 and all(mk[2, 2] == 0 for mk in masks.values())
+    x = torch.rand(1, 3, 64, 64)
+    bpp = mask_bpp(m, [x], {k: masks[k] for k in ("none", "serial", "all")})
+    r = rate_saving(bpp)
+    assert r["none"] == 0 and len({round(b, 6) for b in bpp.values()}) == 3
+    # the serial mask reproduces the coding model's own rate estimate
+    with torch.no_grad():
+        out = m.eval()(x)
+    est = sum(-l.log2().sum() for l in out["likelihoods"].values()).item() / (64 * 64)
+    assert abs(bpp["serial"] - est) < 1e-4

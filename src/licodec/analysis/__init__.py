@@ -1,0 +1,1 @@
+"""Research analyses on trained models."""
