@@ -105,3 +105,18 @@ def test_models_lists_registry():
     r = run("models")
     assert r.returncode == 0
     assert "mbt2018-mean" in r.stdout and "bmshj2018-hyperprior" in r.stdout
+
+
+def test_masks_command(work, tmp_path):
+    from conftest import tiny_model
+    from licodec.weights import save_weights
+
+    w = tmp_path / "rm.safetensors"
+    save_weights(tiny_model("lee2019-ctx", random_mask=True), w, quality=3)
+    (work / "imgs").mkdir()
+    shutil.copy(work / "gray.png", work / "imgs" / "a.png")
+    r = run("masks", w, work / "imgs", "--only", "serial,checkerboard", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["mask"]: row for row in json.loads(r.stdout)["masks"]}
+    assert set(rows) == {"none", "serial", "checkerboard"} and rows["none"]["rate_saving"] == 0
+    assert_clean_error(run("masks", w, work / "nothing-here"))

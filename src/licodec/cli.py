@@ -173,6 +173,35 @@ def cmd_demo(a) -> int:
     return 0
 
 
+def cmd_masks(a) -> int:
+    """He 2021 §4.1: bpp and rate saving ratio of context masks on a random-mask model."""
+    from .analysis.masks import mask_bpp, rate_saving, standard_masks
+    from .codec import to_tensor
+    from .data import list_images
+    from .imageio import read_image
+    from .weights import load_weights
+
+    _threads(a.threads)
+    model, info = load_weights(a.weights)
+    if not getattr(model.config, "random_mask", False):
+        print(f"note: {a.weights} was not trained with --random-mask; masks other than 'serial' are out of distribution",
+              file=sys.stderr)
+    images = [to_tensor(read_image(p).rgb, "cpu") for p in list_images(a.images)]
+    masks = standard_masks()
+    if a.only:
+        masks = {k: v for k, v in masks.items() if k in a.only.split(",") or k == "none"}
+    bpp = mask_bpp(model, images, masks)
+    ratio = rate_saving(bpp)
+    rows = [{"mask": k, "taps": int(masks[k].sum()), "bpp": bpp[k], "rate_saving": ratio[k]} for k in masks]
+    if a.json:
+        print(json.dumps({"weights": str(a.weights), "images": len(images), "masks": rows}, indent=2))
+    else:
+        print(f"{'mask':34s} {'taps':>4s} {'bpp':>8s} {'R_m':>8s}")
+        for r in rows:
+            print(f"{r['mask']:34s} {r['taps']:4d} {r['bpp']:8.4f} {100 * r['rate_saving']:7.2f}%")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .codec import DEFAULT_MODEL, DEFAULT_QUALITY
 
@@ -213,6 +242,24 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("-q", "--quality", type=float, default=None)
     dm.set_defaults(func=cmd_demo)
 
+    mk = sub.add_parser("masks", help="rate saving of context masks on a random-mask model (He 2021 §4.1, eq. 7)")
+    mk.add_argument("weights", help="weights of a lee2019-ctx model trained with --random-mask")
+    mk.add_argument("images", help="folder of images")
+    mk.add_argument("--only", help="comma-separated mask names (default: all standard masks)")
+    mk.add_argument("--json", action="store_true")
+    mk.add_argument("--threads", type=int, default=0)
+    mk.set_defaults(func=cmd_masks)
+
+    from .evaluation import cli as evaluation_cli  # argparse only; the handlers import the rest
+
+    ev = sub.add_parser("eval", help="rate-distortion evaluation against classical codecs (report + BD-rates)")
+    evaluation_cli.add_eval_arguments(ev)
+    ev.set_defaults(func=evaluation_cli.run_eval)
+
+    be = sub.add_parser("bench", help="latency, parameters, FLOPs and peak memory of learned models")
+    evaluation_cli.add_bench_arguments(be)
+    be.set_defaults(func=evaluation_cli.run_bench)
+
     from . import train
 
     t = sub.add_parser("train", help="train a model (RD loss λ·255²·MSE + bpp)")
@@ -224,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .errors import LicodecError
-    from .registry import UnknownModelError
+    from .registry import ConfigError, UnknownModelError
     from .weights import WeightsError
 
     try:
@@ -232,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("licodec: interrupted", file=sys.stderr)
         return 130
-    except (_Fail, LicodecError, WeightsError, UnknownModelError, OSError) as e:
+    except (_Fail, LicodecError, WeightsError, UnknownModelError, ConfigError, OSError) as e:
         if args.debug:
             raise
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__

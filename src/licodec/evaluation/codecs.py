@@ -8,11 +8,11 @@ key        library                     settings                            chrom
 jpeg       Pillow (libjpeg-turbo)      quality 5…80, baseline Huffman       4:2:0
 webp       Pillow (libwebp)            quality 0…90, method 6               4:2:0
 avif       Pillow (libavif + aom)      quality 5…75, speed 4 (fast: 8)      4:4:4
-jxl        imagecodecs (libjxl)        distance 13…0.8, effort 7            XYB (none)
+jxl        imagecodecs (libjxl)        distance 20…1, effort 7              XYB (none)
 jpeg2000   Pillow (OpenJPEG)           target 0.1…1.5 bpp, 9/7 + ICT        4:4:4
 hevc       ffmpeg (x265), raw .hevc    QP 47…26, intra, preset veryslow     4:4:4
                                        (fast: medium), tune ssim, as BPG
-vvc        ffmpeg (vvenc), raw .266    QP 45…24, preset medium (fast:       4:2:0 10-bit
+vvc        ffmpeg (vvenc), raw .266    QP 44…23, preset medium (fast:       4:2:0 10-bit
                                        faster), QPA off
 =========  ==========================  ==================================  ===========
 
@@ -21,7 +21,8 @@ matrix (JFIF; BPG's default), so that nothing depends on swscale's fixed-point a
 is configured as ``bpgenc`` configures it (CQP, every frame intra, tune ssim, no info SEI), and
 the bitstream is the raw Annex-B stream without container, like BPG's payload. vvenc only codes
 4:2:0 at 10 bits: the chroma planes are resampled by ffmpeg (lanczos) in both directions, and
-odd sizes are padded by edge replication to even ones (bpp still counts the original pixels).
+odd sizes are padded by edge replication to even ones; both pad pictures smaller than 16 pixels
+a side (bpp always counts the original pixels).
 
 A codec whose library is missing is reported by `ClassicalCodec.unavailable` (a reason string)
 and skipped by the caller, never a crash.
@@ -203,7 +204,8 @@ def _jxl(fast: bool, threads: int) -> ClassicalCodec:
             import imagecodecs
         except ImportError:
             return "imagecodecs is not installed (pip install 'licodec[eval]')"
-        return None if imagecodecs.JPEGXL.available else "this imagecodecs was built without JPEG XL"
+        available = getattr(getattr(imagecodecs, "JPEGXL", None), "available", False)
+        return None if available else "this imagecodecs was built without JPEG XL"
 
     def encode(rgb: np.ndarray, distance: float) -> bytes:
         import imagecodecs
@@ -221,7 +223,7 @@ def _jxl(fast: bool, threads: int) -> ClassicalCodec:
 
         return f"imagecodecs {imagecodecs.__version__}, {imagecodecs.jpegxl_version()}"
 
-    c = ClassicalCodec("jxl", f"JPEG XL (effort {effort})", "distance", (13, 9, 6, 4, 3, 2, 1.5, 1, 0.8), ".jxl",
+    c = ClassicalCodec("jxl", f"JPEG XL (effort {effort})", "distance", (20, 13, 9, 6, 4, 3, 2, 1.4, 1), ".jxl",
                        encode, decode, check)
     return _describe(c, lambda: {"library": "imagecodecs (libjxl)", "chroma": "XYB, no subsampling",
                                  "effort": effort, "version": version()})
@@ -255,6 +257,9 @@ def ycbcr_to_rgb(planes: np.ndarray, bits: int = 8) -> np.ndarray:
     ycc = planes.transpose(1, 2, 0).astype(np.float64) / 2 ** (bits - 8)
     ycc[..., 1:] -= 128.0
     return np.clip(np.rint(ycc @ _YCC_TO_RGB.T), 0, 255).astype(np.uint8)
+
+
+_FFMPEG_TIMING = "an ffmpeg process per call, including its start-up"
 
 
 def _ffmpeg_exe() -> str | None:
@@ -301,7 +306,7 @@ def _ffmpeg(args: list[str], data: bytes) -> bytes:
                        capture_output=True, timeout=3600)
     if r.returncode != 0 or not r.stdout:
         msg = r.stderr.decode(errors="replace").strip().splitlines()
-        raise CodecFailed(f"ffmpeg failed: {msg[-1] if msg else f'exit status {r.returncode}'}")
+        raise CodecFailed(f"ffmpeg failed: {msg[0] if msg else f'exit status {r.returncode}'}")
     return r.stdout
 
 
@@ -315,6 +320,7 @@ def _hevc(fast: bool, threads: int) -> ClassicalCodec:
     preset = "medium" if fast else "veryslow"  # bpgenc's default level 8 is x265's veryslow
 
     def encode(rgb: np.ndarray, qp: float) -> bytes:
+        rgb = _pad(rgb, multiple=1)
         h, w = rgb.shape[:2]
         x265 = f"qp={int(qp)}:keyint=1:info=0:log-level=error"
         if threads:
@@ -325,14 +331,16 @@ def _hevc(fast: bool, threads: int) -> ClassicalCodec:
 
     def decode(data: bytes, hw: tuple[int, int]) -> np.ndarray:
         h, w = hw
+        hp, wp = _padded(h, 1), _padded(w, 1)
         raw = _ffmpeg(["-f", "hevc", "-i", "-", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "yuv444p", "-"], data)
-        return ycbcr_to_rgb(_planes(raw, np.uint8, h, w), 8)
+        return ycbcr_to_rgb(_planes(raw, np.uint8, hp, wp), 8)[:h, :w]
 
     c = ClassicalCodec("hevc", f"HEVC (x265 4:4:4, {preset})", "QP", (47, 44, 41, 38, 35, 32, 29, 26), ".hevc",
                        encode, decode, _ffmpeg_check("libx265", "hevc"))
     return _describe(c, lambda: {"library": "ffmpeg (libx265), raw Annex-B stream", "chroma": "4:4:4, 8-bit",
                                  "colour": "BT.601 full range", "preset": preset, "tune": "ssim",
-                                 "rate control": "constant QP, intra only", "version": _ffmpeg_version()})
+                                 "rate control": "constant QP, intra only", "timing": _FFMPEG_TIMING,
+                                 "version": _ffmpeg_version()})
 
 
 def _vvc(fast: bool, threads: int) -> ClassicalCodec:
@@ -340,7 +348,7 @@ def _vvc(fast: bool, threads: int) -> ClassicalCodec:
     resample = "scale=flags=lanczos+accurate_rnd"
 
     def encode(rgb: np.ndarray, qp: float) -> bytes:
-        rgb = _pad_even(rgb)
+        rgb = _pad(rgb, multiple=2)
         h, w = rgb.shape[:2]
         thr = ["-threads", str(threads)] if threads else []
         return _ffmpeg(["-f", "rawvideo", "-pix_fmt", "yuv444p10le", "-s", f"{w}x{h}", "-i", "-", "-frames:v", "1",
@@ -350,16 +358,17 @@ def _vvc(fast: bool, threads: int) -> ClassicalCodec:
 
     def decode(data: bytes, hw: tuple[int, int]) -> np.ndarray:
         h, w = hw
-        hp, wp = h + h % 2, w + w % 2
+        hp, wp = _padded(h, 2), _padded(w, 2)
         raw = _ffmpeg(["-f", "vvc", "-i", "-", "-frames:v", "1", "-vf", resample, "-f", "rawvideo",
                        "-pix_fmt", "yuv444p10le", "-"], data)
         return ycbcr_to_rgb(_planes(raw, np.dtype("<u2"), hp, wp), 10)[:h, :w]
 
-    c = ClassicalCodec("vvc", f"VVC (vvenc 4:2:0, {preset})", "QP", (45, 42, 39, 36, 33, 30, 27, 24), ".266",
+    c = ClassicalCodec("vvc", f"VVC (vvenc 4:2:0, {preset})", "QP", (44, 41, 38, 35, 32, 29, 26, 23), ".266",
                        encode, decode, _ffmpeg_check("libvvenc", "vvc"))
     return _describe(c, lambda: {"library": "ffmpeg (libvvenc), raw Annex-B stream", "chroma": "4:2:0, 10-bit",
                                  "colour": "BT.601 full range", "preset": preset, "qpa": False,
-                                 "rate control": "constant QP, single intra frame", "version": _ffmpeg_version()})
+                                 "rate control": "constant QP, single intra frame", "timing": _FFMPEG_TIMING,
+                                 "version": _ffmpeg_version()})
 
 
 def _planes(raw: bytes, dtype, h: int, w: int) -> np.ndarray:
@@ -369,10 +378,19 @@ def _planes(raw: bytes, dtype, h: int, w: int) -> np.ndarray:
     return np.frombuffer(raw[:n], dtype=dtype).reshape(3, h, w)
 
 
-def _pad_even(rgb: np.ndarray) -> np.ndarray:
+_MIN_SIDE = 16  # x265 and vvenc refuse pictures smaller than their minimum coding block
+
+
+def _padded(n: int, multiple: int) -> int:
+    return max(_MIN_SIDE, -(-n // multiple) * multiple)
+
+
+def _pad(rgb: np.ndarray, multiple: int) -> np.ndarray:
+    """Edge-replicate to a multiple of ``multiple`` and at least 16 pixels a side (cropped after decoding)."""
     h, w = rgb.shape[:2]
-    if h % 2 or w % 2:
-        rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    hp, wp = _padded(h, multiple), _padded(w, multiple)
+    if (hp, wp) != (h, w):
+        rgb = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
     return rgb
 
 

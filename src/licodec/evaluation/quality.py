@@ -34,7 +34,7 @@ def ms_ssim_rgb8(a: np.ndarray, b: np.ndarray) -> float | None:
     from pytorch_msssim import ms_ssim
 
     def t(x):
-        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).unsqueeze(0).float()
+        return torch.from_numpy(np.array(x, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0).float()
 
     with torch.no_grad():
         return float(ms_ssim(t(a), t(b), data_range=255.0, size_average=True))
