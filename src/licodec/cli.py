@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -148,7 +147,6 @@ def cmd_demo(a) -> int:
     import tempfile
     from importlib import resources
 
-    import numpy as np
 
     from .codec import DEFAULT_MODEL, DEFAULT_QUALITY, Codec, decode
     from .imageio import read_image

@@ -1,6 +1,4 @@
-import math
 
-import numpy as np
 import torch
 
 from licodec.entropy.coder import RangeDecoder, RangeEncoder

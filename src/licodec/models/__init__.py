@@ -6,4 +6,4 @@ from .context import CheckerboardContextModel, HybridContextModel, SerialContext
 from .cca import HanCCA
 
 __all__ = ["CompressionModel", "Encoded", "LatentMismatchError", "MeanScaleHyperprior", "ScaleHyperprior",
-           "CheckerboardContextModel", "HybridContextModel", "SerialContextModel"]
+           "CheckerboardContextModel", "HybridContextModel", "SerialContextModel", "HanCCA"]

@@ -30,14 +30,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..entropy import GaussianConditional, RangeDecoder, RangeEncoder
-from ..entropy.quantize import quantize
-from ..layers import MaskedConv2d, conv, deconv, random_mask
+from ..layers import MaskedConv2d, random_mask
 from ..registry import register_model
-from .hyperprior import HyperpriorModel, analysis_gdn, synthesis_gdn
+from .hyperprior import HyperpriorModel, analysis_gdn, hyper_analysis, hyper_synthesis, synthesis_gdn
 
 Coder = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -85,14 +83,8 @@ class SpatialContextModel(HyperpriorModel):
         self.M1 = M - getattr(config, "M2", 0)  # channels with spatial context
         self.g_a = analysis_gdn(N, M)
         self.g_s = synthesis_gdn(N, M)
-        self.h_a = nn.Sequential(
-            conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
-        )
-        out = 2 * self.M1 + (M - self.M1)  # c′ (2·M1) and, for the hybrid, σ₂ (M2)
-        self.h_s = nn.Sequential(
-            deconv(N, M), nn.LeakyReLU(inplace=True), deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
-            conv(M * 3 // 2, out, 3, 1),
-        )
+        self.h_a = hyper_analysis(N, M)
+        self.h_s = hyper_synthesis(N, M, 2 * self.M1 + (M - self.M1))  # c′ (2·M1) and, for the hybrid, σ₂ (M2)
         self.context_prediction = MaskedConv2d(self.M1, 2 * self.M1, 5, mask=self.mask_name)
         self.entropy_parameters = entropy_parameters_net(self.M1)
 

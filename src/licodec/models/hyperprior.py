@@ -43,6 +43,21 @@ def synthesis_gdn(N: int, M: int) -> nn.Sequential:
     )
 
 
+def hyper_analysis(N: int, M: int) -> nn.Sequential:
+    """h_a of Minnen 2018 (mean-scale and joint models): (B,M,h,w) -> (B,N,h/4,w/4)."""
+    return nn.Sequential(
+        conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
+    )
+
+
+def hyper_synthesis(N: int, M: int, out: int) -> nn.Sequential:
+    """h_s of Minnen 2018: (B,N,h/4,w/4) -> (B,out,h,w) (out = 2M: σ and μ, or c′)."""
+    return nn.Sequential(
+        deconv(N, M), nn.LeakyReLU(inplace=True), deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
+        conv(M * 3 // 2, out, 3, 1),
+    )
+
+
 class HyperpriorModel(CompressionModel):
     config_cls = HyperpriorConfig
 
@@ -137,14 +152,8 @@ class MeanScaleHyperprior(HyperpriorModel):
         N, M = config.N, config.M
         self.g_a = analysis_gdn(N, M)
         self.g_s = synthesis_gdn(N, M)
-        self.h_a = nn.Sequential(
-            conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
-        )
-        # h_s: (B,N,h/4,w/4) -> (B,2M,h,w) = [σ ; μ]
-        self.h_s = nn.Sequential(
-            deconv(N, M), nn.LeakyReLU(inplace=True), deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
-            conv(M * 3 // 2, M * 2, 3, 1),
-        )
+        self.h_a = hyper_analysis(N, M)
+        self.h_s = hyper_synthesis(N, M, 2 * M)  # (B,2M,h,w) = [σ ; μ]
 
     def gaussian_parameters(self, psi: Tensor) -> tuple[Tensor, Tensor]:
         sigma, mu = psi.chunk(2, dim=1)  # (B,2M,h,w) -> 2 x (B,M,h,w)

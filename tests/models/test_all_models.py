@@ -1,0 +1,78 @@
+"""Properties every registered model must have, on a random-init tiny config of each."""
+
+import pytest
+import torch
+
+from conftest import TINY_CONFIGS, image_tensor, tiny_model
+from licodec.models.base import LatentMismatchError
+from licodec.registry import model_names
+
+MODELS = sorted(TINY_CONFIGS)
+
+
+def test_every_registered_model_is_covered():
+    assert sorted(model_names()) == MODELS
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("hw", [(64, 64), (37, 91), (1, 1)])
+def test_compress_decompress_reproduces_latents_exactly(name, hw):
+    m = tiny_model(name)
+    x = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(1))
+    enc = m.compress(x)
+    lat = m.decode_latents(enc.streams, hw)
+    assert torch.equal(lat["z_hat"], enc.latents["z_hat"])
+    assert torch.equal(lat["y_hat"], enc.latents["y_hat"])
+    x_hat = m.decompress(enc.streams, hw, enc.checksum)
+    assert x_hat.shape == (1, 3, *hw)
+    # the decoded image is what the synthesis makes of the coded latents
+    assert torch.equal(x_hat, m.g_s(enc.latents["y_hat"]).clamp(0, 1)[..., : hw[0], : hw[1]])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bytes_identical_across_runs_and_thread_counts(name, sample_rgb):
+    m = tiny_model(name)
+    with torch.no_grad():
+        m.g_a[-1].weight.mul_(20)  # random-init latents are nearly all zero: make the streams non-trivial
+    x = image_tensor(sample_rgb[:128, :192])
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = m.compress(x).streams
+        torch.set_num_threads(2)
+        b = m.compress(x).streams
+        c = m.compress(x).streams
+    finally:
+        torch.set_num_threads(n)
+    assert a == b == c
+    assert sum(map(len, a)) > 100
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_other_weights_are_caught_by_the_latent_checksum(name):
+    a, b = tiny_model(name, seed=0), tiny_model(name, seed=1)
+    x = torch.rand(1, 3, 64, 64)
+    enc = a.compress(x)
+    with pytest.raises(LatentMismatchError):
+        b.decompress(enc.streams, (64, 64), enc.checksum)
+    with pytest.raises(LatentMismatchError):
+        a.decompress(enc.streams, (64, 64), enc.checksum ^ 1)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_forward_backward(name):
+    m = tiny_model(name).train()
+    with torch.no_grad():
+        m.g_a[-1].weight.mul_(50)  # random-init latents are all |y| < 1/2: make every context non-zero
+        m.h_a[-1].weight.mul_(50)  # ... and ẑ too, so that h_s gets a gradient
+    out = m(torch.rand(2, 3, 64, 64))
+    assert out["x_hat"].shape == (2, 3, 64, 64)
+    assert out["likelihoods"]["y"].shape[2:] == (4, 4) and out["likelihoods"]["z"].shape[2:] == (1, 1)
+    loss = out["x_hat"].square().mean() + sum(-l.log2().sum() for l in out["likelihoods"].values())
+    (loss + out.get("aux_loss", 0)).backward()
+    # every parameter is on the loss's graph (NAF blocks start with zero residual scales, so some
+    # gradients are legitimately zero at initialization: only "not connected" is a failure)
+    no_grad = [n for n, p in m.named_parameters() if p.grad is None]
+    assert no_grad == [], no_grad
+    if hasattr(m, "context_prediction"):
+        assert m.context_prediction.weight.grad.abs().sum() > 0
