@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             print("  val: " + ", ".join(e["file"] for e in es))
     for sk in skipped:
         print(f"skipped: {sk}")
-    print(f"by source: " + ", ".join(
+    print("by source: " + ", ".join(
         f"{src}={sum(e['source'] == src for e in entries)}"
         for src in ("mate-backgrounds", "plasma-workspace-wallpapers", "scikit-image")))
     print(f"val768: {out / bench_entries[0]['file']} ({bw}x{bh} crop of "
