@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warm-start", default=None,
                    help="copy every tensor whose name and shape match from these weights (e.g. a context model's "
                         "transforms from mbt2018-mean); the rest keeps its random initialization")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for the transforms g_a/g_s in training (entropy models stay float32); "
+                        "about 1.5x faster on CPUs with AVX512-BF16")
     p.add_argument("--random-mask", action="store_true",
                    help="He 2021 §4.1 random-mask model: a new random context mask every step (lee2019-ctx)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
@@ -144,6 +147,7 @@ def run(args: argparse.Namespace) -> Path:
         copied = warm_start(model, donor)
         print(f"warm start: copied {copied} of {len(model.state_dict())} tensors from {args.warm_start}")
     model.train()
+    model.bf16_transforms = args.bf16
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sampler = CropSampler(args.data, args.patch, gen)
     val_images = [load_rgb(p) for p in list_images(args.val)] if args.val else []

@@ -76,3 +76,15 @@ def test_training_forward_backward(name):
     assert no_grad == [], no_grad
     if hasattr(m, "context_prediction"):
         assert m.context_prediction.weight.grad.abs().sum() > 0
+
+
+def test_bf16_transforms_only_in_training():
+    m = tiny_model("mbt2018-mean").train()
+    m.bf16_transforms = True
+    x = torch.rand(1, 3, 64, 64)
+    out = m(x)
+    assert out["x_hat"].dtype == torch.float32 and out["likelihoods"]["y"].dtype == torch.float32
+    m.eval()
+    enc = m.compress(x)
+    m.bf16_transforms = False
+    assert m.compress(x).streams == enc.streams  # coding never uses bfloat16

@@ -58,6 +58,15 @@ class CompressionModel(nn.Module):
     def __init__(self, config) -> None:
         super().__init__()
         self.config = config
+        self.bf16_transforms = False  # training option: run g_a/g_s under bfloat16 autocast (never when coding)
+
+    def transform(self, f: nn.Module, x: Tensor) -> Tensor:
+        """Apply g_a or g_s; in training with ``bf16_transforms`` under bfloat16 autocast, returning
+        float32 so that entropy models always compute in float32. Coding always runs in float32."""
+        if self.training and self.bf16_transforms:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                return f(x).float()
+        return f(x)
 
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.config)

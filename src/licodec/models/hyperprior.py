@@ -86,11 +86,11 @@ class HyperpriorModel(CompressionModel):
     def forward(self, x: Tensor) -> dict:
         """x: (B,3,H,W) in [0,1]; sizes that are not multiples of 64 are padded as in `compress`."""
         h, w = x.shape[-2:]
-        y = self.g_a(pad_to(x, self.downsample))
+        y = self.transform(self.g_a, pad_to(x, self.downsample))
         z = self.h_a(y)
         z_hat, z_lik = self.entropy_bottleneck(z)
         y_hat, y_lik = self.y_forward(y, self.h_s(z_hat))
-        x_hat = self.g_s(y_hat)[..., :h, :w]
+        x_hat = self.transform(self.g_s, y_hat)[..., :h, :w]
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}, "y_hat": y_hat, "z_hat": z_hat}
 
     @torch.no_grad()
