@@ -120,3 +120,13 @@ def test_masks_command(work, tmp_path):
     rows = {row["mask"]: row for row in json.loads(r.stdout)["masks"]}
     assert set(rows) == {"none", "serial", "checkerboard"} and rows["none"]["rate_saving"] == 0
     assert_clean_error(run("masks", w, work / "nothing-here"))
+
+
+def test_outputs_get_normal_permissions(work, tiny_weights):
+    import os
+    import stat
+
+    assert run("compress", work / "photo.png", "--weights", tiny_weights).returncode == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((work / "photo.lic").stat().st_mode) == 0o666 & ~umask

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -165,7 +166,7 @@ def cmd_demo(a) -> int:
         rgb_hat, f = decode(lic.read_bytes())
         t2 = time.perf_counter()
         size = lic.stat().st_size
-    p = psnr(torch.from_numpy(rgb_hat).float(), torch.from_numpy(img.rgb).float(), 255.0)
+    p = psnr(torch.tensor(rgb_hat, dtype=torch.float32), torch.tensor(img.rgb, dtype=torch.float32), 255.0)
     print(f"sample {w}x{h} with {f.model} q{f.quality:g}: {size} bytes, {8 * size / (h * w):.4f} bpp, "
           f"PSNR {p:.2f} dB (encode {t1 - t0:.2f} s, decode {t2 - t1:.2f} s)")
     return 0
@@ -277,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("licodec: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `licodec models | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (_Fail, LicodecError, WeightsError, UnknownModelError, ConfigError, OSError) as e:
         if args.debug:
             raise
