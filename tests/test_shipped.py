@@ -34,6 +34,6 @@ def test_higher_quality_gives_more_bytes_and_higher_psnr(sample_rgb):
         rgb, header = decode(data)
         assert header.quality == q and rgb.shape == sample_rgb.shape
         sizes.append(len(data))
-        psnrs.append(psnr(torch.from_numpy(rgb).float(), torch.from_numpy(sample_rgb).float(), 255))
+        psnrs.append(psnr(torch.tensor(rgb, dtype=torch.float32), torch.tensor(sample_rgb, dtype=torch.float32), 255))
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
     assert psnrs == sorted(psnrs)
