@@ -49,5 +49,29 @@ def tiny_weights(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture
+def train_images(tmp_path) -> Path:
+    """Two small random RGB images in a folder, for training runs of a few steps."""
+    from PIL import Image
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return d
+
+
+def train_args(*argv):
+    """`licodec train` arguments, parsed as the CLI parses them."""
+    import argparse
+
+    from licodec import train
+
+    p = argparse.ArgumentParser()
+    train.add_arguments(p)
+    return p.parse_args([str(a) for a in argv])
+
+
 def image_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0).float() / 255

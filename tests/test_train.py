@@ -1,41 +1,26 @@
 """Training: a few steps on a tiny config, checkpoint + exact resume, export."""
 
-import argparse
 
-import numpy as np
-import pytest
-from PIL import Image
 
+from conftest import train_args
 from licodec import train
 from licodec.weights import load_weights
 
 
 def _args(tmp_path, out, steps, resume=False, stop_at=None):
-    p = argparse.ArgumentParser()
-    train.add_arguments(p)
-    return p.parse_args([
-        "-m", "mbt2018-mean", "--config", '{"N": 8, "M": 12}', "--data", str(tmp_path / "imgs"),
-        "--val", str(tmp_path / "imgs"), "--out", str(tmp_path / out), "--steps", str(steps),
+    return train_args(
+        "-m", "mbt2018-mean", "--config", '{"N": 8, "M": 12}', "--data", tmp_path / "imgs",
+        "--val", tmp_path / "imgs", "--out", tmp_path / out, "--steps", steps,
         "--batch-size", "2", "--patch", "64", "--val-every", "2", "--checkpoint-minutes", "0",
-        *(["--resume"] if resume else []), *(["--stop-at", str(stop_at)] if stop_at else []),
-    ])
-
-
-@pytest.fixture
-def imgs(tmp_path):
-    d = tmp_path / "imgs"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    return d
+        *(["--resume"] if resume else []), *(["--stop-at", stop_at] if stop_at else []),
+    )
 
 
 def _losses(path):
     return [line.split(",")[3] for line in path.read_text().splitlines()[1:]]
 
 
-def test_resume_continues_exactly(tmp_path, imgs):
+def test_resume_continues_exactly(tmp_path, train_images):
     full = train.run(_args(tmp_path, "a", 4))
     train.run(_args(tmp_path, "b", 4, stop_at=2))
     resumed = train.run(_args(tmp_path, "b", 4, resume=True))
@@ -47,19 +32,17 @@ def test_resume_continues_exactly(tmp_path, imgs):
         assert (a == b).all()
 
 
-def test_random_mask_and_warm_start_from_another_model(tmp_path, imgs):
+def test_random_mask_and_warm_start_from_another_model(tmp_path, train_images):
     from conftest import tiny_model
     from licodec.weights import save_weights
 
     donor = tmp_path / "mbt.safetensors"
     save_weights(tiny_model("mbt2018-mean", N=8, M=12), donor, quality=3)
-    p = argparse.ArgumentParser()
-    train.add_arguments(p)
-    args = p.parse_args([
-        "-m", "lee2019-ctx", "--config", '{"N": 8, "M": 12}', "--data", str(imgs), "--val", "",
-        "--out", str(tmp_path / "rm"), "--steps", "2", "--batch-size", "2", "--patch", "64",
-        "--random-mask", "--warm-start", str(donor), "--lr", "0",
-    ])
+    args = train_args(
+        "-m", "lee2019-ctx", "--config", '{"N": 8, "M": 12}', "--data", train_images, "--val", "",
+        "--out", tmp_path / "rm", "--steps", "2", "--batch-size", "2", "--patch", "64",
+        "--random-mask", "--warm-start", donor, "--lr", "0",
+    )
     model, info = load_weights(train.run(args))
     assert model.config.random_mask
     d, _ = load_weights(donor)

@@ -1,14 +1,12 @@
 """han2024-cca: exact coding, determinism, causality of the channel groups, the auxiliary model, training."""
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from conftest import TINY_CCA
+from conftest import TINY_CCA, train_args
 from licodec import train
 from licodec.metrics import rd_loss
 from licodec.models.cca import SMALL_CONFIG, group_sizes
@@ -147,19 +145,13 @@ def test_no_cca_ablation():
     assert torch.equal(m.decode_latents(enc.streams, (40, 50))["y_hat"], enc.latents["y_hat"])
 
 
-def test_three_training_steps_on_the_small_config(tmp_path):
-    d = tmp_path / "imgs"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(d / f"{i}.png")
+def test_three_training_steps_on_the_small_config(tmp_path, train_images):
     config = json.dumps({**SMALL_CONFIG, "N": 8, "M": 16})
-    p = argparse.ArgumentParser()
-    train.add_arguments(p)
-    args = p.parse_args([
-        "-m", "han2024-cca", "--config", config, "--data", str(d), "--val", str(d), "--out", str(tmp_path / "run"),
-        "--steps", "3", "--batch-size", "2", "--patch", "64", "--val-every", "3", "--checkpoint-minutes", "0",
-    ])
+    args = train_args(
+        "-m", "han2024-cca", "--config", config, "--data", train_images, "--val", train_images,
+        "--out", tmp_path / "run", "--steps", "3", "--batch-size", "2", "--patch", "64", "--val-every", "3",
+        "--checkpoint-minutes", "0",
+    )
     path = train.run(args)
     m, info = load_weights(path)
     assert info["model"] == "han2024-cca" and info["config"]["M"] == 16 and info["extra"]["steps"] == 3
