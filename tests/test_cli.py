@@ -86,6 +86,9 @@ def test_bad_inputs(work, tiny_weights):
     assert_clean_error(run("compress", work / "junk.png", "--weights", tiny_weights))
     assert_clean_error(run("compress", work / "missing.png", "--weights", tiny_weights))
     assert_clean_error(run("compress", work / "photo.png", "-m", "no-such-model"))
+    r = run("compress", work / "photo.png", "-m", "lee2019-ctx", "--weights", tiny_weights)  # an mbt2018-mean file
+    assert_clean_error(r)
+    assert "mbt2018-mean weights, not lee2019-ctx" in r.stderr
     assert_clean_error(run("decompress", work / "missing.lic"))
     assert_clean_error(run("compress", work / "photo.png", "--weights", work / "junk.png"))
     arr = np.zeros((8, 8, 4), dtype=np.uint8)

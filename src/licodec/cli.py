@@ -68,12 +68,17 @@ def _threads(n: int | None) -> None:
 
 
 def cmd_compress(a) -> int:
-    from .codec import Codec
+    from .codec import DEFAULT_MODEL, Codec
     from .imageio import read_image
 
     _threads(a.threads)
     inp = Path(a.input)
-    codec = Codec.from_weights(a.weights, a.device) if a.weights else Codec.pretrained(a.model, a.quality, a.device)
+    if a.weights:
+        codec = Codec.from_weights(a.weights, a.device)
+        if a.model is not None and codec.model.name != a.model:
+            raise _Fail(f"{a.weights} holds {codec.model.name} weights, not {a.model}")
+    else:
+        codec = Codec.pretrained(a.model or DEFAULT_MODEL, a.quality, a.device)
     out = _out_path(inp, a.output, ".lic", a.force)
     img = read_image(inp, ignore_alpha=a.ignore_alpha)
     t0 = time.perf_counter()
@@ -217,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compress", help="image -> .lic")
     c.add_argument("input")
-    c.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"registry name (default {DEFAULT_MODEL})")
+    c.add_argument("-m", "--model", default=None,
+                   help=f"registry name (default {DEFAULT_MODEL}); with --weights, checked against the file")
     c.add_argument("-q", "--quality", type=float, default=DEFAULT_QUALITY, help="quality level (higher: more bits)")
     c.add_argument("--ignore-alpha", action="store_true", help="drop a transparent alpha channel instead of refusing")
     common(c, "use this weight file instead of the shipped weights")
