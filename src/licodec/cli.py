@@ -153,7 +153,6 @@ def cmd_demo(a) -> int:
     import tempfile
     from importlib import resources
 
-
     from .codec import DEFAULT_MODEL, DEFAULT_QUALITY, Codec, decode
     from .imageio import read_image
     from .metrics import psnr
@@ -182,14 +181,14 @@ def cmd_masks(a) -> int:
     from .analysis.masks import mask_bpp, rate_saving, standard_masks
     from .codec import to_tensor
     from .data import list_images
+    from .errors import notice
     from .imageio import read_image
     from .weights import load_weights
 
     _threads(a.threads)
     model, info = load_weights(a.weights)
     if not getattr(model.config, "random_mask", False):
-        print(f"note: {a.weights} was not trained with --random-mask; masks other than 'serial' are out of distribution",
-              file=sys.stderr)
+        notice(f"{a.weights} was not trained with --random-mask; masks other than 'serial' are out of distribution")
     images = [to_tensor(read_image(p).rgb, "cpu") for p in list_images(a.images)]
     masks = standard_masks()
     if a.only:

@@ -1,4 +1,6 @@
-"""User-facing errors: the CLI prints their message on one line and exits with status 1."""
+"""User-facing errors (the CLI prints their message on one line and exits with status 1) and notices."""
+
+import sys
 
 
 class LicodecError(Exception):
@@ -11,3 +13,10 @@ class FormatError(LicodecError):
 
 class ImageError(LicodecError):
     """An input image cannot be read or is outside what the codec accepts."""
+
+
+def notice(msg: str) -> None:
+    """One line on stderr, ``licodec: notice: …``, that does not break a tqdm progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"licodec: notice: {msg}", file=sys.stderr)

@@ -212,7 +212,7 @@ def bench_specs(models: list[str], quality: float | None, weights: list[str], tm
     from ..codec import DEFAULT_QUALITY
     from ..registry import create_model, get_model_class, model_names
     from ..weights import find_weights, read_metadata, save_weights, shipped_weights
-    from .run import notice
+    from ..errors import notice
 
     specs = []
     for name in dict.fromkeys(models or ([] if weights else model_names())):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LicodecError
+from ..errors import LicodecError, notice
 from .codecs import CODEC_KEYS, make_codec
 from .quality import ms_ssim_db, ms_ssim_rgb8, psnr_rgb8
 
@@ -76,12 +75,6 @@ class Curve:
     estimate: Callable[[np.ndarray, float], float] | None = None  # estimated bpp (learned models)
     warm_up: Callable[[np.ndarray, float], None] | None = None
     info: dict = field(default_factory=dict)
-
-
-def notice(msg: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(f"licodec: notice: {msg}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------
