@@ -13,7 +13,7 @@ def test_roundtrip_restores_config_and_tensors(tmp_path):
     p = tmp_path / "w.safetensors"
     fp = save_weights(m, p, quality=2, lmbda=0.0035, extra={"steps": 5})
     m2, info = load_weights(p)
-    assert info["model"] == "bmshj2018-hyperprior" and info["config"] == {"N": 16, "M": 24}
+    assert info["model"] == "bmshj2018-hyperprior" and info["config"] == {"N": 16, "M": 24, "rate_levels": 0}
     assert info["quality"] == 2 and info["fingerprint"] == fp and info["extra"] == {"steps": 5}
     for (k, a), (k2, b) in zip(m.state_dict().items(), m2.state_dict().items()):
         assert k == k2 and torch.equal(a, b)

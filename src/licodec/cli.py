@@ -68,17 +68,17 @@ def _threads(n: int | None) -> None:
 
 
 def cmd_compress(a) -> int:
-    from .codec import DEFAULT_MODEL, Codec
+    from .codec import DEFAULT_MODEL, DEFAULT_QUALITY, Codec
     from .imageio import read_image
 
     _threads(a.threads)
     inp = Path(a.input)
     if a.weights:
-        codec = Codec.from_weights(a.weights, a.device)
+        codec = Codec.from_weights(a.weights, a.device, a.quality)
         if a.model is not None and codec.model.name != a.model:
             raise _Fail(f"{a.weights} holds {codec.model.name} weights, not {a.model}")
     else:
-        codec = Codec.pretrained(a.model or DEFAULT_MODEL, a.quality, a.device)
+        codec = Codec.pretrained(a.model or DEFAULT_MODEL, DEFAULT_QUALITY if a.quality is None else a.quality, a.device)
     out = _out_path(inp, a.output, ".lic", a.force)
     img = read_image(inp, ignore_alpha=a.ignore_alpha)
     t0 = time.perf_counter()
@@ -88,7 +88,7 @@ def cmd_compress(a) -> int:
     h, w = img.rgb.shape[:2]
     notes = f" [{'; '.join(img.notes)}]" if img.notes else ""
     print(f"{inp} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
-          f"{dt:.2f} s ({codec.model.name} q{codec.info['quality']:g}){notes}")
+          f"{dt:.2f} s ({codec.model.name} q{codec.quality:g}){notes}")
     return 0
 
 
@@ -137,12 +137,13 @@ def cmd_info(a) -> int:
 def cmd_models(a) -> int:
     from .codec import DEFAULT_MODEL
     from .registry import get_model_class, model_names
-    from .weights import shipped_weights
+    from .weights import shipped_variable_rate, shipped_weights
 
-    shipped = shipped_weights()
+    shipped, vr = shipped_weights(), shipped_variable_rate()
     for name in model_names():
         doc = " ".join((get_model_class(name).__doc__ or "").split("\n\n")[0].split())
-        qs = ", ".join(f"q{q:g}" for q in sorted(shipped.get(name, {})))
+        qs = ", ".join([f"q{q:g}" for q in sorted(shipped.get(name, {}))]
+                       + ([f"variable rate, any q in 1..{vr[name][0]}"] if name in vr else []))
         flag = " (default)" if name == DEFAULT_MODEL else ""
         print(f"{name}{flag}\n    {doc}\n    shipped weights: {qs or 'none (train with `licodec train`)'}")
     return 0
@@ -223,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("input")
     c.add_argument("-m", "--model", default=None,
                    help=f"registry name (default {DEFAULT_MODEL}); with --weights, checked against the file")
-    c.add_argument("-q", "--quality", type=float, default=DEFAULT_QUALITY, help="quality level (higher: more bits)")
+    c.add_argument("-q", "--quality", type=float, default=None,
+                   help=f"quality 1..8, higher: more bits (default {DEFAULT_QUALITY:g}); variable-rate weights take "
+                        "any value in between, e.g. 3.5; fixed-rate weights only the ones shipped")
     c.add_argument("--ignore-alpha", action="store_true", help="drop a transparent alpha channel instead of refusing")
     common(c, "use this weight file instead of the shipped weights")
     c.set_defaults(func=cmd_compress)

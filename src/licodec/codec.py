@@ -4,6 +4,9 @@
     codec = Codec.pretrained("mbt2018-mean", quality=3)
     data = codec.encode(rgb)                  # rgb: (H, W, 3) uint8 array
     rgb_hat, header = decode(data)            # finds the weights named by the file's fingerprint
+
+Fixed-rate weights code at the quality they were trained for; variable-rate weights at any
+quality in their range (``Codec.pretrained(name, 3.5)``), which the file header records.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from .errors import FormatError, LicodecError
 from .format import LicFile, check_size, pack, unpack
 from .models.base import LatentMismatchError
 from .entropy.coder import CodingError
-from .weights import WeightsError, find_by_fingerprint, find_weights, load_weights, shipped_weights
+from .rate import check_quality
+from .weights import WeightsError, find_by_fingerprint, find_weights, load_weights, shipped_models
 
 DEFAULT_MODEL = "mbt2018-mean"
 DEFAULT_QUALITY = 3.0
@@ -46,24 +50,43 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
+def _header_quality(q: float) -> float:
+    """q as the float32 the header stores, so encoder and decoder use the very same value."""
+    return float(np.float32(q))
+
+
 class Codec:
-    def __init__(self, model, info: dict):
+    """A model with its weights, at one quality: the trained one of fixed-rate weights, or the
+    chosen one (any value in 1..rate_levels) of variable-rate weights."""
+
+    def __init__(self, model, info: dict, quality: float | None = None):
         self.model, self.info = model, info
+        if info["quality"] is not None:  # fixed-rate weights: the quality is theirs
+            if quality is not None and float(quality) != info["quality"]:
+                raise WeightsError(f"{info.get('path', 'these weights')} are quality {info['quality']:g} weights "
+                                   f"(fixed rate); quality {float(quality):g} needs other weights")
+            self.quality = info["quality"]
+        else:
+            try:
+                q = check_quality(DEFAULT_QUALITY if quality is None else quality, model.gain.levels)
+            except ValueError as e:
+                raise LicodecError(str(e)) from None
+            self.quality = _header_quality(q)
 
     @classmethod
-    def pretrained(cls, name: str = DEFAULT_MODEL, quality: float = DEFAULT_QUALITY, device: str = "cpu") -> "Codec":
-        return cls.from_weights(find_weights(name, float(quality)), device)
+    def pretrained(cls, name: str = DEFAULT_MODEL, quality: float = DEFAULT_QUALITY, device: str = "cpu") -> Codec:
+        return cls.from_weights(find_weights(name, float(quality)), device, quality)
 
     @classmethod
-    def from_weights(cls, path, device: str = "cpu") -> "Codec":
+    def from_weights(cls, path, device: str = "cpu", quality: float | None = None) -> Codec:
         model, info = _load(str(path), str(resolve_device(device)))
-        return cls(model, info)
+        return cls(model, info, quality)
 
     def encode(self, rgb: np.ndarray, channels: int = 3) -> bytes:
         h, w = rgb.shape[:2]
         check_size(h, w)
-        enc = self.model.compress(to_tensor(rgb, self.model.device))
-        return pack(LicFile(self.model.name, self.info["fingerprint"], self.info["quality"], h, w,
+        enc = self.model.compress(to_tensor(rgb, self.model.device), self.quality)
+        return pack(LicFile(self.model.name, self.info["fingerprint"], self.quality, h, w,
                             channels, 8, enc.checksum, enc.streams))
 
     def decode_file(self, f: LicFile) -> np.ndarray:
@@ -73,7 +96,7 @@ class Codec:
                 f"but these weights are {self.model.name} {self.info['fingerprint'].hex()}"
             )
         try:
-            x_hat = self.model.decompress(f.streams, (f.height, f.width), f.latent_crc)
+            x_hat = self.model.decompress(f.streams, (f.height, f.width), f.latent_crc, f.quality)
         except (CodingError, LatentMismatchError, ValueError) as e:
             raise FormatError(f"cannot decode: {e}") from None
         return to_uint8(x_hat)
@@ -88,7 +111,7 @@ def codec_for(f: LicFile, device: str = "cpu", weights: str | Path | None = None
     get_model_class(f.model)  # unknown model name -> clear error
     path = find_by_fingerprint(f.model, f.fingerprint)
     if path is None:
-        have = ", ".join(sorted(shipped_weights())) or "none"
+        have = ", ".join(shipped_models()) or "none"
         raise WeightsError(
             f"file was made with {f.model} weights {f.fingerprint.hex()} which are not installed "
             f"(shipped models: {have}); pass --weights FILE"

@@ -1,7 +1,10 @@
 """`licodec train`: rate-distortion training with checkpoint + exact resume.
 
 Loss: λ·255²·MSE + bpp (Lee 2019 eq. 3 in the CompressAI λ convention). Adam, gradient
-clipping, a step learning-rate decay at ``--lr-drop`` of the run. Checkpoints are safetensors
+clipping, a learning-rate schedule (``--lr-schedule``: a step decay at ``--lr-drop`` of the run,
+or cosine). ``--variable-rate`` trains one set of weights for every quality: each image of a
+batch draws q ~ U[1, 8] and is trained with λ(q) (`licodec.rate`), through the model's gain
+units (`licodec.models.gain`). Checkpoints are safetensors
 files (model, Adam moments, RNG states as tensors; step and arguments in the metadata),
 written atomically every ``--checkpoint-minutes`` and at the end; ``--resume`` continues from
 the last one exactly (same batches, same noise). The final weights are exported with
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -22,9 +26,11 @@ from safetensors.torch import load_file, save_file, safe_open
 from tqdm import tqdm
 
 from .data import CropSampler, list_images, load_rgb
+from .errors import LicodecError
 from .metrics import bpp_from_likelihoods, psnr, rd_loss
 from .registry import create_model
-from .weights import LAMBDAS, atomic_write, load_weights, save_weights
+from .rate import LAMBDAS, MAX_QUALITY, lambda_for
+from .weights import atomic_write, load_weights, save_weights
 
 CKPT = "checkpoint.safetensors"
 
@@ -34,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="{}", help='model config as JSON, e.g. \'{"N": 64, "M": 96}\'')
     p.add_argument("--quality", "-q", type=int, default=3, choices=sorted(LAMBDAS), help="picks λ from the ladder")
     p.add_argument("--lambda", dest="lmbda", type=float, default=None, help="override λ (λ·255²·MSE + bpp)")
+    p.add_argument("--variable-rate", action="store_true",
+                   help="one set of weights for qualities 1..8 (gain units; λ drawn per image from the ladder)")
     p.add_argument("--data", default="data/train", help="folder of training images")
     p.add_argument("--val", default="data/val", help="folder of validation images ('' to skip)")
     p.add_argument("--out", required=True, help="run directory (checkpoint, log.csv, final weights)")
@@ -41,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--patch", type=int, default=256, help="crop size (multiple of 64)")
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-schedule", choices=["step", "cosine"], default="step",
+                   help="step: lr/10 after --lr-drop of the steps; cosine: from lr down to lr/100 at --steps")
     p.add_argument("--lr-drop", type=float, default=0.9, help="fraction of --steps after which lr is divided by 10")
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0 disables)")
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning to another λ)")
@@ -57,6 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs the [train] extra)")
     p.add_argument("--stop-at", type=int, default=None,
                    help="checkpoint and stop at this step without exporting (time-sliced training; resume later)")
     p.add_argument("--export", default=None, help="final weights path (default OUT/<model>-q<quality>.safetensors)")
@@ -80,24 +92,49 @@ def _optim_from_tensors(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(path: Path, model, opt, step: int, gen: torch.Generator, args: dict, best: float) -> None:
+def _rng_state(gen: torch.Generator, device=None) -> tuple[torch.Tensor, ...]:
+    """This process's RNG states: torch's global one, the sampler's and, on CUDA, the device's
+    (quantization noise is drawn on the device of the latents)."""
+    device = torch.device(device or "cpu")
+    if device.type == "cuda":
+        return torch.get_rng_state(), gen.get_state(), torch.cuda.get_rng_state(device)
+    return torch.get_rng_state(), gen.get_state()
+
+
+def save_checkpoint(path: Path, model, opt, step: int, rng: list, args: dict, best: float,
+                    write: bool = True) -> None:
+    """Model, Adam moments and the RNG states of every rank (``rng``: one `_rng_state` per rank),
+    in one safetensors file written atomically (a kill mid-write leaves the previous one)."""
+    if not write:
+        return
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     ot, ometa = _optim_to_tensors(opt)
-    tensors.update({k: v.contiguous() for k, v in ot.items()})
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.sampler"] = gen.get_state()
-    meta = {"step": str(step), "args": json.dumps(args), "optim": json.dumps(ometa), "best": repr(best)}
+    tensors.update({k: v.detach().cpu().contiguous() for k, v in ot.items()})
+    for r, (torch_state, sampler_state, *cuda_state) in enumerate(rng):
+        tensors[f"rng.{r}.torch"] = torch_state
+        tensors[f"rng.{r}.sampler"] = sampler_state
+        if cuda_state:
+            tensors[f"rng.{r}.cuda"] = cuda_state[0]
+    meta = {"step": str(step), "args": json.dumps(args), "optim": json.dumps(ometa), "best": repr(best),
+            "ranks": str(len(rng))}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def load_checkpoint(path: Path, model, opt, gen: torch.Generator) -> tuple[int, float]:
+def load_checkpoint(path: Path, model, opt, gen: torch.Generator, rank: int = 0, device="cpu",
+                    world: int = 1) -> tuple[int, float]:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
     tensors = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
-    _optim_from_tensors(opt, tensors, json.loads(meta["optim"]))
-    torch.set_rng_state(tensors["rng.torch"])
-    gen.set_state(tensors["rng.sampler"])
+    _optim_from_tensors(opt, {k: v.to(device) for k, v in tensors.items() if k.startswith("optim.")},
+                        json.loads(meta["optim"]))
+    if int(meta.get("ranks", 1)) != world or f"rng.{rank}.torch" not in tensors:
+        raise LicodecError(f"{path} was written by a run with {meta.get('ranks', 1)} process(es); "
+                           f"resume it with the same number")
+    torch.set_rng_state(tensors[f"rng.{rank}.torch"])
+    gen.set_state(tensors[f"rng.{rank}.sampler"])
+    if f"rng.{rank}.cuda" in tensors and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(tensors[f"rng.{rank}.cuda"], torch.device(device))
     return int(meta["step"]), float(meta["best"])
 
 
@@ -113,97 +150,256 @@ def warm_start(model, donor) -> int:
     return n
 
 
+def learning_rate(args: argparse.Namespace, step: int) -> float:
+    """The schedule as a function of the step alone, so a resumed run continues it exactly."""
+    if args.lr_schedule == "cosine":
+        t = min(step / max(args.steps, 1), 1.0)
+        return args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+    return args.lr * (0.1 if step >= int(args.lr_drop * args.steps) else 1.0)
+
+
+VAL_QUALITIES = (1.0, 4.0, 8.0)  # where variable-rate models are validated
+
+
 @torch.no_grad()
-def validate(model, images: list[torch.Tensor]) -> dict[str, float]:
+def validate(model, images: list[torch.Tensor], quality: float | None = None) -> dict[str, float]:
     """Mean estimated bpp and PSNR over whole validation images (rounded latents)."""
     model.eval()
     bpps, psnrs = [], []
     for im in images:
         x = im.unsqueeze(0).float().div(255).to(model.device)
-        out = model(x)
+        out = model(x, quality)
         bpps.append(bpp_from_likelihoods(out["likelihoods"], x.shape[2] * x.shape[3]).item())
         psnrs.append(psnr(out["x_hat"].clamp(0, 1), x))
     model.train()
     return {"val_bpp": sum(bpps) / len(bpps), "val_psnr": sum(psnrs) / len(psnrs)}
 
 
+def validate_all(model, images, lmbda: float) -> tuple[dict[str, float], float]:
+    """{column: value} for the log, and the RD cost (Σ over qualities of bpp + λ·255²·MSE) to track."""
+    if not model.variable_rate:
+        v = validate(model, images)
+        return v, v["val_bpp"] + lmbda * 255**2 * 10 ** (-v["val_psnr"] / 10)
+    cols, cost = {}, 0.0
+    for q in VAL_QUALITIES:
+        v = validate(model, images, q)
+        cols.update({f"{k}_q{q:g}": x for k, x in v.items()})
+        cost += v["val_bpp"] + lambda_for(q) * 255**2 * 10 ** (-v["val_psnr"] / 10)
+    return cols, cost
+
+
+def val_columns(variable_rate: bool) -> list[str]:
+    if not variable_rate:
+        return ["val_bpp", "val_psnr"]
+    return [f"{k}_q{q:g}" for q in VAL_QUALITIES for k in ("val_bpp", "val_psnr")]
+
+
+class _Dist:
+    """torchrun/DDP context: rank, world size and the collective steps training needs (a no-op
+    for a single process). Launch with ``torchrun --nproc_per_node=K -m licodec.cli train ...``;
+    each process trains on its own random crops (``--batch-size`` per process), rank 0 logs,
+    validates and writes checkpoints with every rank's RNG states."""
+
+    def __init__(self, device: str) -> None:
+        import os
+
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = torch.device(device)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            cuda = self.device.type == "cuda"
+            if cuda:
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if cuda else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model):
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's decision, on every rank (so that all ranks checkpoint at the same step)."""
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([int(flag)], device=self.device if self.device.type == "cuda" else "cpu")
+        dist.broadcast(t, 0)
+        return bool(t.item())
+
+    def gather(self, obj) -> list:
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
 def run(args: argparse.Namespace) -> Path:
     if args.threads:
         torch.set_num_threads(args.threads)
+    dd = _Dist(args.device)
+    try:
+        return _run(args, dd)
+    finally:
+        dd.close()
+
+
+def _run(args: argparse.Namespace, dd: _Dist) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lmbda = args.lmbda if args.lmbda is not None else LAMBDAS[args.quality]
     torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
     config = json.loads(args.config)
     if args.random_mask:
         config["random_mask"] = True
+    if args.variable_rate:
+        config["rate_levels"] = int(MAX_QUALITY)
     if args.init:
         model, _ = load_weights(args.init, expect_model=args.model)
+        if args.variable_rate and not model.variable_rate:
+            donor, model = model, create_model(args.model, {**dataclasses.asdict(model.config), **config})
+            warm_start(model, donor)  # fixed-rate weights as the start of a variable-rate model
     else:
         model = create_model(args.model, config)
     if args.warm_start:
         donor, _ = load_weights(args.warm_start)
         copied = warm_start(model, donor)
         print(f"warm start: copied {copied} of {len(model.state_dict())} tensors from {args.warm_start}")
-    model.train()
+    model.to(dd.device).train()
     model.bf16_transforms = args.bf16
+    net = dd.wrap(model)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    # each rank its own crops and noise; rank r of a run with seed s draws as seed s + r
+    torch.manual_seed(args.seed + dd.rank)
+    gen = torch.Generator().manual_seed(args.seed + dd.rank)
     sampler = CropSampler(args.data, args.patch, gen)
-    val_images = [load_rgb(p) for p in list_images(args.val)] if args.val else []
+    val_images = [load_rgb(p) for p in list_images(args.val)] if args.val and dd.main else []
     step, best = 0, math.inf
     ckpt = out / CKPT
     if args.resume and ckpt.exists():
-        step, best = load_checkpoint(ckpt, model, opt, gen)
-        print(f"resumed from {ckpt} at step {step}")
-    log_path = out / "log.csv"
-    new_log = not log_path.exists() or step == 0
-    log = open(log_path, "w" if new_log else "a", newline="")
-    writer = csv.writer(log)
-    if new_log:
-        writer.writerow(["step", "time", "lr", "loss", "bpp", "psnr", "val_bpp", "val_psnr"])
-    drop_at = int(args.lr_drop * args.steps)
+        step, best = load_checkpoint(ckpt, model, opt, gen, dd.rank, dd.device, dd.world)
+        if dd.main:
+            print(f"resumed from {ckpt} at step {step}")
+    logger = _Logger(out, step, val_columns(model.variable_rate), args.tensorboard) if dd.main else None
     last_ckpt = time.monotonic()
     vars_ = {k: v for k, v in vars(args).items() if k != "func"}
-    bar = tqdm(total=args.steps, initial=step, desc=f"{model.name} λ={lmbda:g}", dynamic_ncols=True)
+    desc = f"{model.name} " + ("q 1..8" if model.variable_rate else f"λ={lmbda:g}")
+    bar = tqdm(total=args.steps, initial=step, desc=desc, dynamic_ncols=True, disable=not dd.main)
     stop = min(args.steps, args.stop_at or args.steps)
     while step < stop:
-        lr = args.lr * (0.1 if step >= drop_at else 1.0)
+        lr = learning_rate(args, step)
         for g in opt.param_groups:
             g["lr"] = lr
-        x = sampler.batch(args.batch_size)
-        o = model(x)
-        terms = rd_loss(o, x, lmbda)
+        x = sampler.batch(args.batch_size).to(dd.device)
+        if model.variable_rate:
+            q = 1 + (MAX_QUALITY - 1) * torch.rand(args.batch_size, generator=gen)  # (B,) ~ U[1, 8]
+            o, lam = net(x, q.to(dd.device)), lambda_for(q).to(dd.device)
+        else:
+            o, lam = net(x), lmbda
+        terms = rd_loss(o, x, lam)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if args.clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         step += 1
-        p = 10 * math.log10(1 / max(terms["mse"].item(), 1e-10))
         bar.update(1)
-        bar.set_postfix(loss=f"{terms['loss'].item():.3f}", bpp=f"{terms['bpp'].item():.3f}", psnr=f"{p:.2f}")
-        row = [step, f"{time.time():.0f}", lr, f"{terms['loss'].item():.5f}", f"{terms['bpp'].item():.5f}", f"{p:.3f}", "", ""]
-        if val_images and (step % args.val_every == 0 or step == args.steps):
-            v = validate(model, val_images)
-            row[-2:] = [f"{v['val_bpp']:.5f}", f"{v['val_psnr']:.3f}"]
-            best = min(best, v["val_bpp"] + lmbda * 255**2 * 10 ** (-v["val_psnr"] / 10))
-            tqdm.write(f"step {step}: val bpp {v['val_bpp']:.4f} PSNR {v['val_psnr']:.2f} dB")
-        if step % 50 == 0 or row[-1]:
-            writer.writerow(row)
-            log.flush()
-        if time.monotonic() - last_ckpt > args.checkpoint_minutes * 60 or step == stop:
-            save_checkpoint(ckpt, model, opt, step, gen, vars_, best)
+        if logger is not None:
+            p = 10 * math.log10(1 / max(terms["mse"].item(), 1e-10))
+            bar.set_postfix(loss=f"{terms['loss'].item():.3f}", bpp=f"{terms['bpp'].item():.3f}", psnr=f"{p:.2f}")
+            v = {}
+            if val_images and (step % args.val_every == 0 or step == args.steps):
+                v, cost = validate_all(model, val_images, lmbda)
+                best = min(best, cost)
+                tqdm.write(f"step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
+            logger.log(step, lr, terms, p, v)
+        if dd.agree(time.monotonic() - last_ckpt > args.checkpoint_minutes * 60 or step == stop):
+            save_checkpoint(ckpt, model, opt, step, dd.gather(_rng_state(gen, dd.device)), vars_, best, write=dd.main)
             last_ckpt = time.monotonic()
     bar.close()
-    log.close()
+    if logger is not None:
+        logger.close()
     if step < args.steps:
-        print(f"stopped at step {step}; continue with --resume")
+        if dd.main:
+            print(f"stopped at step {step}; continue with --resume")
         return ckpt
-    model.eval()
-    export = Path(args.export) if args.export else out / f"{model.name}-q{args.quality}.safetensors"
-    v = validate(model, val_images) if val_images else {}
-    save_weights(model, export, quality=args.quality, lmbda=lmbda,
-                 extra={"steps": step, "patch": args.patch, "batch_size": args.batch_size, **v})
-    print(f"wrote {export}")
+    export = Path(args.export) if args.export else out / (
+        f"{model.name}-vr.safetensors" if model.variable_rate else f"{model.name}-q{args.quality}.safetensors"
+    )
+    if dd.main:
+        model.eval()
+        v = validate_all(model, val_images, lmbda)[0] if val_images else {}
+        save_weights(model, export, quality=None if model.variable_rate else args.quality,
+                     lmbda=None if model.variable_rate else lmbda,
+                     extra={"steps": step, "patch": args.patch, "batch_size": args.batch_size,
+                            "processes": dd.world, **v})
+        print(f"wrote {export}")
     return export
+
+
+class _Logger:
+    """log.csv (appended on resume) and, with ``--tensorboard``, TensorBoard scalars."""
+
+    def __init__(self, out: Path, step: int, val_cols: list[str], tensorboard: bool) -> None:
+        path = out / "log.csv"
+        new = not path.exists() or step == 0
+        if not new:  # a killed run may have logged past its last checkpoint: drop those rows
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            keep = rows[:1] + [r for r in rows[1:] if len(r) == len(rows[0]) and r[0].isdigit() and int(r[0]) <= step]
+            if len(keep) < len(rows):
+
+                def write(tmp):
+                    with open(tmp, "w", newline="") as f:
+                        csv.writer(f).writerows(keep)
+
+                atomic_write(path, write)
+        self.val_cols = val_cols
+        self.file = open(path, "w" if new else "a", newline="")
+        self.csv = csv.writer(self.file)
+        if new:
+            self.csv.writerow(["step", "time", "lr", "loss", "bpp", "psnr", *val_cols])
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise RuntimeError("--tensorboard needs the tensorboard package: pip install 'licodec[train]'") from None
+            self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=step + 1)
+
+    def log(self, step: int, lr: float, terms: dict, psnr_db: float, val: dict[str, float]) -> None:
+        if step % 50 == 0 or val:
+            row = [step, f"{time.time():.0f}", lr, f"{terms['loss'].item():.5f}", f"{terms['bpp'].item():.5f}",
+                   f"{psnr_db:.3f}", *(f"{val[c]:.5f}" if c in val else "" for c in self.val_cols)]
+            self.csv.writerow(row)
+            self.file.flush()
+        if self.tb is not None and (step % 10 == 0 or val):
+            self.tb.add_scalar("train/loss", terms["loss"].item(), step)
+            self.tb.add_scalar("train/bpp", terms["bpp"].item(), step)
+            self.tb.add_scalar("train/psnr", psnr_db, step)
+            self.tb.add_scalar("train/lr", lr, step)
+            for k, x in val.items():
+                self.tb.add_scalar(f"val/{k}", x, step)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()

@@ -3,7 +3,9 @@
 model, wrong shapes, a missing or extra tensor, or tensors that do not match the recorded
 fingerprint are refused with a one-line `WeightsError`.
 
-Shipped weights live in ``licodec/weights/<model>-q<quality>.safetensors``.
+Shipped weights live in ``licodec/weights/``: ``<model>-q<quality>.safetensors`` for fixed-rate
+weights (one λ each) and ``<model>-vr.safetensors`` for variable-rate weights (config
+``rate_levels`` > 0, metadata quality ``"variable"``), which serve every quality in 1..L.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, safe_open
 
+from .rate import LAMBDAS  # noqa: F401  (re-exported: the λ ladder used to live here)
 from .registry import create_model, get_model_class
 
 FORMAT = "licodec-weights-1"
-# The standard λ ladder (λ·255²·MSE + bpp), quality 1..8 (CompressAI's MSE ladder).
-LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
+VARIABLE = "variable"  # the metadata quality of variable-rate weights
 
 
 class WeightsError(ValueError):
@@ -63,14 +65,17 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         raise
 
 
-def save_weights(model, path, quality: float, lmbda: float | None = None, extra: dict | None = None) -> bytes:
+def save_weights(model, path, quality: float | None, lmbda: float | None = None, extra: dict | None = None) -> bytes:
+    """quality: the ladder point of fixed-rate weights; None for variable-rate weights."""
+    if (quality is None) != model.variable_rate:
+        raise ValueError("variable-rate weights are saved with quality=None, fixed-rate ones with a quality")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     fp = fingerprint(state)
     meta = {
         "format": FORMAT,
         "model": model.name,
         "config": json.dumps(model.config_dict(), sort_keys=True),
-        "quality": repr(float(quality)),
+        "quality": VARIABLE if quality is None else repr(float(quality)),
         "lambda": "" if lmbda is None else repr(float(lmbda)),
         "fingerprint": fp.hex(),
         "extra": json.dumps(extra or {}, sort_keys=True),
@@ -100,10 +105,13 @@ def load_weights(path, device: str | torch.device = "cpu", expect_model: str | N
     get_model_class(name)
     try:
         config = json.loads(meta["config"])
+        quality = None if meta["quality"] == VARIABLE else float(meta["quality"])
         model = create_model(name, config)
         state = load_file(str(path))
     except (ValueError, TypeError, KeyError, SafetensorError) as e:
         raise WeightsError(f"{path}: invalid weight file ({e})") from None
+    if (quality is None) != model.variable_rate:
+        raise WeightsError(f"{path}: metadata quality {meta['quality']!r} does not fit the config's rate_levels")
     if fingerprint(state).hex() != meta.get("fingerprint"):
         raise WeightsError(f"{path}: tensors do not match the recorded fingerprint (tampered or damaged file)")
     try:
@@ -114,7 +122,7 @@ def load_weights(path, device: str | torch.device = "cpu", expect_model: str | N
     info = {
         "model": name,
         "config": config,
-        "quality": float(meta["quality"]),
+        "quality": quality,  # None: variable rate (any quality in 1..config rate_levels)
         "lambda": float(meta["lambda"]) if meta.get("lambda") else None,
         "fingerprint": bytes.fromhex(meta["fingerprint"]),
         "extra": json.loads(meta.get("extra") or "{}"),
@@ -127,33 +135,55 @@ def shipped_dir() -> Path:
     return Path(str(resources.files("licodec") / "weights"))
 
 
-def shipped_weights() -> dict[str, dict[float, Path]]:
-    """{model name: {quality: path}} for the weights bundled in the package."""
-    out: dict[str, dict[float, Path]] = {}
+def _shipped() -> list[tuple[str, float | None, int, Path]]:
+    """(model, quality or None, rate levels, path) of every weight file bundled in the package."""
     d = shipped_dir()
-    if not d.is_dir():
-        return out
-    for p in sorted(d.glob("*.safetensors")):
+    out = []
+    for p in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
         try:
             meta = read_metadata(p)
-        except WeightsError:
+            levels = int(json.loads(meta["config"]).get("rate_levels", 0))
+        except (WeightsError, ValueError, KeyError):
             continue
-        out.setdefault(meta["model"], {})[float(meta["quality"])] = p
+        out.append((meta["model"], None if meta["quality"] == VARIABLE else float(meta["quality"]), levels, p))
     return out
 
 
+def shipped_weights() -> dict[str, dict[float, Path]]:
+    """{model name: {quality: path}} for the fixed-rate weights bundled in the package."""
+    out: dict[str, dict[float, Path]] = {}
+    for model, q, _, p in _shipped():
+        if q is not None:
+            out.setdefault(model, {})[q] = p
+    return out
+
+
+def shipped_variable_rate() -> dict[str, tuple[int, Path]]:
+    """{model name: (rate levels L, path)} for the variable-rate weights bundled in the package."""
+    return {model: (levels, p) for model, q, levels, p in _shipped() if q is None}
+
+
+def shipped_models() -> list[str]:
+    return sorted({model for model, *_ in _shipped()})
+
+
 def find_weights(model: str, quality: float) -> Path:
-    avail = shipped_weights().get(model)
-    if not avail:
+    """The shipped weights for ``model`` at ``quality``: fixed-rate weights trained at exactly that
+    quality if there are some, else the variable-rate weights when quality is in their range."""
+    fixed = shipped_weights().get(model, {})
+    vr = shipped_variable_rate().get(model)
+    if quality in fixed:
+        return fixed[quality]
+    if vr is not None and 1 <= quality <= vr[0]:
+        return vr[1]
+    if not fixed and vr is None:
         raise WeightsError(f"no shipped weights for {model!r}; pass --weights FILE (see `licodec models`)")
-    if quality not in avail:
-        qs = ", ".join(f"{q:g}" for q in sorted(avail))
-        raise WeightsError(f"{model!r} has no shipped weights for quality {quality:g} (available: {qs})")
-    return avail[quality]
+    have = [f"{q:g}" for q in sorted(fixed)] + ([f"any in 1..{vr[0]}"] if vr else [])
+    raise WeightsError(f"{model!r} has no shipped weights for quality {quality:g} (available: {', '.join(have)})")
 
 
 def find_by_fingerprint(model: str, fp: bytes) -> Path | None:
-    for p in shipped_weights().get(model, {}).values():
-        if read_metadata(p)["fingerprint"] == fp.hex():
+    for name, _, _, p in _shipped():
+        if name == model and read_metadata(p)["fingerprint"] == fp.hex():
             return p
     return None

@@ -50,6 +50,8 @@ def mask_bpp(model, images: list[Tensor], masks: dict[str, Tensor]) -> dict[str,
     images: (1, 3, H, W) tensors in [0, 1]."""
     if not hasattr(model, "context_prediction") or not hasattr(model, "_split"):
         raise ValueError(f"{model.name} has no serial context convolution to mask (use lee2019-ctx)")
+    if model.variable_rate:
+        raise ValueError("the mask analysis needs fixed-rate weights (these are variable-rate)")
     model.eval()
     totals = {name: 0.0 for name in masks}
     for x in images:

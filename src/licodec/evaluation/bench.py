@@ -46,6 +46,7 @@ class BenchSpec:
     label: str
     path: Path  # weight file
     weights: str  # "shipped", "custom" or "random init"
+    quality: float | None = None  # for variable-rate weights (None: their default)
 
 
 @contextmanager
@@ -119,7 +120,7 @@ def count_flops(model, x) -> int:
 def bench_one(spec: BenchSpec, rgb: np.ndarray, device: str, repeat: int, warmup: int) -> dict:
     from ..codec import Codec, decode, to_tensor
 
-    codec = Codec.from_weights(str(spec.path), device)
+    codec = Codec.from_weights(str(spec.path), device, spec.quality)
     model = codec.model
     h, w = rgb.shape[:2]
     params = sum(p.numel() for p in model.parameters())
@@ -142,7 +143,7 @@ def bench_one(spec: BenchSpec, rgb: np.ndarray, device: str, repeat: int, warmup
     med = [statistics.median(r[i] for r in runs) for i in range(1, 5)]
     return {
         "model": model.name, "label": spec.label, "weights": spec.weights, "file": None if spec.weights == "random init" else str(spec.path),
-        "quality": codec.info["quality"], "width": w, "height": h, "device": device,
+        "quality": codec.quality, "width": w, "height": h, "device": device,
         "params": params, "flops": flops, "kmac_per_pixel": flops / 2 / (h * w) / 1000,
         "encode_s": med[0], "encode_entropy_s": med[1], "decode_s": med[2], "decode_entropy_s": med[3],
         "bpp": 8 * len(runs[-1][0]) / (h * w), "repeat": repeat, "warmup": warmup,
@@ -156,7 +157,7 @@ def peak_memory(spec: BenchSpec, image: str | None, size: tuple[int, int], devic
 
         from ..codec import Codec, decode
 
-        codec = Codec.from_weights(str(spec.path), device)
+        codec = Codec.from_weights(str(spec.path), device, spec.quality)
         rgb = bench_input(image, size)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -164,7 +165,8 @@ def peak_memory(spec: BenchSpec, image: str | None, size: tuple[int, int], devic
         decode(codec.encode(rgb), device, weights=str(spec.path))
         peak = torch.cuda.max_memory_allocated()
         return {"memory": "cuda max_memory_allocated", "peak_mib": peak / 2**20, "coding_mib": (peak - base) / 2**20}
-    job = json.dumps({"path": str(spec.path), "image": image, "size": list(size), "threads": threads})
+    job = json.dumps({"path": str(spec.path), "quality": spec.quality, "image": image, "size": list(size),
+                      "threads": threads})
     r = subprocess.run([sys.executable, "-m", "licodec.evaluation.bench", job], capture_output=True, text=True)
     if r.returncode != 0:
         raise LicodecError(f"memory measurement failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -192,7 +194,7 @@ def _memory_child(job: dict) -> None:
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
-    codec = Codec.from_weights(job["path"], "cpu")
+    codec = Codec.from_weights(job["path"], "cpu", job.get("quality"))
     rgb = bench_input(job["image"], tuple(job["size"]))
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -211,27 +213,34 @@ def bench_specs(models: list[str], quality: float | None, weights: list[str], tm
 
     from ..codec import DEFAULT_QUALITY
     from ..registry import create_model, get_model_class, model_names
-    from ..weights import find_weights, read_metadata, save_weights, shipped_weights
     from ..errors import notice
+    from ..weights import (
+        VARIABLE, find_weights, read_metadata, save_weights, shipped_variable_rate, shipped_weights,
+    )
 
     specs = []
     for name in dict.fromkeys(models or ([] if weights else model_names())):
         get_model_class(name)
         shipped = shipped_weights().get(name, {})
-        if quality is not None or shipped:
+        vr = name in shipped_variable_rate()
+        if quality is not None or shipped or vr:
             q = quality if quality is not None else (
-                DEFAULT_QUALITY if DEFAULT_QUALITY in shipped else sorted(shipped)[(len(shipped) - 1) // 2])
-            specs.append(BenchSpec(f"{name} q{q:g}", find_weights(name, q), "shipped"))
+                DEFAULT_QUALITY if DEFAULT_QUALITY in shipped or vr else sorted(shipped)[(len(shipped) - 1) // 2])
+            specs.append(BenchSpec(f"{name} q{q:g}", find_weights(name, q), "shipped", q))
             continue
         notice(f"no shipped weights for {name}: timing randomly initialised weights "
                "(network time and FLOPs are real; entropy-coding time and bpp are not representative)")
         torch.manual_seed(0)
         path = tmp / f"{name}-random.safetensors"
-        save_weights(create_model(name).eval(), path, quality=0)
+        save_weights(create_model(name).eval(), path, quality=0)  # fixed-rate default config
         specs.append(BenchSpec(name, path, "random init"))
     for w in weights:
         meta = read_metadata(w)
-        specs.append(BenchSpec(f"{meta['model']} q{float(meta['quality']):g} ({Path(w).name})", Path(w), "custom"))
+        if meta["quality"] == VARIABLE:
+            q = DEFAULT_QUALITY if quality is None else quality
+            specs.append(BenchSpec(f"{meta['model']} q{q:g} ({Path(w).name})", Path(w), "custom", q))
+        else:
+            specs.append(BenchSpec(f"{meta['model']} q{float(meta['quality']):g} ({Path(w).name})", Path(w), "custom"))
     return specs
 
 

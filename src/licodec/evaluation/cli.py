@@ -53,9 +53,9 @@ def run_eval(a: argparse.Namespace) -> int:
         raise LicodecError(f"-q expects numbers, got {' '.join(a.qualities)!r}") from None
     models = _list(a.models)
     if not models and not a.weights:
-        from ..weights import shipped_weights
+        from ..weights import shipped_models
 
-        models = sorted(shipped_weights())  # none while no weights are shipped: classical codecs only
+        models = shipped_models()  # none while no weights are shipped: classical codecs only
     opts = EvalOptions(
         folder=a.folder, out_dir=a.output, models=models, qualities=qualities, weights=a.weights, codecs=codecs,
         anchor=a.anchor, per_image=a.per_image, device=a.device, fast=a.fast, threads=a.threads,

@@ -122,7 +122,7 @@ class _LearnedCoder:
     def codec(self, q: float):
         from ..codec import Codec
 
-        return Codec.from_weights(str(self.paths[q]), self.device)
+        return Codec.from_weights(str(self.paths[q]), self.device, q)
 
     def encode(self, rgb: np.ndarray, q: float) -> bytes:
         return self.codec(q).encode(rgb)
@@ -143,7 +143,7 @@ class _LearnedCoder:
 
         model = self.codec(q).model
         with torch.no_grad():
-            out = model(to_tensor(rgb, model.device))
+            out = model(to_tensor(rgb, model.device), q)
             return float(bpp_from_likelihoods(out["likelihoods"], rgb.shape[0] * rgb.shape[1]))
 
     def warm_up(self, rgb: np.ndarray, q: float) -> None:
@@ -155,16 +155,20 @@ class _LearnedCoder:
 def learned_curves(models: list[str], qualities: list[float] | None, weights: list, device: str) -> list[Curve]:
     from ..codec import resolve_device
     from ..registry import get_model_class
-    from ..weights import WeightsError, find_weights, load_weights, read_metadata, shipped_weights
+    from ..weights import (
+        VARIABLE, WeightsError, find_weights, load_weights, read_metadata, shipped_variable_rate, shipped_weights,
+    )
 
     resolve_device(device)  # a clear error for an unusable --device before any work
     groups: dict[str, dict] = {}
     for name in dict.fromkeys(models):
         get_model_class(name)  # unknown model -> one-line error
         shipped = shipped_weights().get(name, {})
-        if not shipped:
+        vr = shipped_variable_rate().get(name)
+        if not shipped and vr is None:
             raise WeightsError(f"no shipped weights for {name!r}; pass --weights FILE (see `licodec models`)")
-        qs = qualities if qualities is not None else sorted(shipped)
+        # default settings: every shipped quality, or the integer qualities of variable-rate weights
+        qs = qualities if qualities is not None else (sorted(shipped) or list(range(1, vr[0] + 1)))
         paths = {float(q): find_weights(name, float(q)) for q in qs}
         groups[name] = {"key": name, "label": name, "model": name, "paths": paths, "weights": "shipped"}
     for w in weights:
@@ -178,6 +182,11 @@ def learned_curves(models: list[str], qualities: list[float] | None, weights: li
             key = key if n == 0 else f"{key}{n + 1}"
             groups[gid] = {"key": key, "label": _custom_label(meta["model"], config), "model": meta["model"],
                            "paths": {}, "weights": "custom", "config": config}
+        if meta["quality"] == VARIABLE:  # variable rate: one file for every quality asked for
+            levels = int(config.get("rate_levels", 0))
+            for q in qualities if qualities is not None else range(1, levels + 1):
+                groups[gid]["paths"][float(q)] = Path(w)
+            continue
         q = float(meta["quality"])
         if q in groups[gid]["paths"]:
             raise LicodecError(f"{w} and {groups[gid]['paths'][q]} are both {meta['model']} quality {q:g} weights")
@@ -247,9 +256,9 @@ def evaluate(opts: EvalOptions) -> dict:
     for why in skipped.values():  # only now: a bad argument gives one error line, not notices first
         notice(f"skipping {why}")
     if not learned:
-        from ..weights import shipped_weights
+        from ..weights import shipped_models
 
-        if not shipped_weights():
+        if not shipped_models():
             notice("no learned model evaluated: no shipped weights are installed (pass --weights FILE)")
 
     started = time.time()

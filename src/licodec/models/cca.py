@@ -73,11 +73,12 @@ from ..entropy import FactorizedPrior, RangeDecoder, RangeEncoder
 from ..entropy.gaussian import quantize_mean
 from ..layers import NAFBlock, NAFStack, ResidualBottleneckBlock, conv, deconv
 from ..registry import register_model
+from .base import RateConfig
 from .hyperprior import HyperpriorModel
 
 
 @dataclass
-class CCAConfig:
+class CCAConfig(RateConfig):
     """Defaults: the paper's model (official ``train.py`` defaults). Every field is stored in weight files."""
 
     N: int = 192  # channels of the hyper-latent z (hard-coded 192 in the official code)
@@ -311,10 +312,10 @@ class HanCCA(HyperpriorModel):
         assert tuple(y_hat.shape) == tuple(y_shape), (y_hat.shape, y_shape)
         return y_hat
 
-    def forward(self, x: Tensor) -> dict:
+    def forward(self, x: Tensor, quality=None) -> dict:
         """HyperpriorModel.forward, plus ``"aux_loss"`` (α-weighted, per pixel) in training with use_cca."""
         self._cca_bits = None
-        out = super().forward(x)  # y_forward leaves the CCA terms (in bits) in self._cca_bits
+        out = super().forward(x, quality)  # y_forward leaves the CCA terms (in bits) in self._cca_bits
         bits, self._cca_bits = self._cca_bits, None
         if bits is not None:
             n, _, h, w = x.shape

@@ -35,13 +35,14 @@ from torch import Tensor, nn
 from ..entropy import GaussianConditional, RangeDecoder, RangeEncoder
 from ..layers import MaskedConv2d, random_mask
 from ..registry import register_model
+from .base import RateConfig
 from .hyperprior import HyperpriorModel, analysis_gdn, hyper_analysis, hyper_synthesis, synthesis_gdn
 
 Coder = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 @dataclass
-class SerialContextConfig:
+class SerialContextConfig(RateConfig):
     N: int = 128  # channels of g_a/g_s hidden layers and of z
     M: int = 192  # channels of y
     M2: int = 0  # Lee 2019 hybrid: channels of y₂ coded scale-only from h_s (0 = base model)
@@ -58,7 +59,7 @@ class HybridContextConfig(SerialContextConfig):
 
 
 @dataclass
-class CheckerboardConfig:
+class CheckerboardConfig(RateConfig):
     N: int = 128  # channels of g_a/g_s hidden layers and of z
     M: int = 192  # channels of y
 

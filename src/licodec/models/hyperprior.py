@@ -21,11 +21,11 @@ from torch import Tensor, nn
 from ..entropy import FactorizedPrior, GaussianConditional, RangeDecoder, RangeEncoder
 from ..layers import GDN, conv, deconv
 from ..registry import register_model
-from .base import CompressionModel, Encoded, latent_checksum, pad_to
+from .base import CompressionModel, Encoded, RateConfig, latent_checksum, pad_to
 
 
 @dataclass
-class HyperpriorConfig:
+class HyperpriorConfig(RateConfig):
     N: int = 128  # channels of the hidden layers of g_a/g_s and of z
     M: int = 192  # channels of y
 
@@ -83,20 +83,21 @@ class HyperpriorModel(CompressionModel):
         return self.gaussian_conditional.decompress(dec, mu, sigma)
 
     # -- shared by every hyperprior-based model --
-    def forward(self, x: Tensor) -> dict:
-        """x: (B,3,H,W) in [0,1]; sizes that are not multiples of 64 are padded as in `compress`."""
+    def forward(self, x: Tensor, quality=None) -> dict:
+        """x: (B,3,H,W) in [0,1]; sizes that are not multiples of 64 are padded as in `compress`.
+        quality: a number or a (B,) tensor (one per image), for variable-rate models."""
         h, w = x.shape[-2:]
-        y = self.transform(self.g_a, pad_to(x, self.downsample))
+        q = self.quality_tensor(quality, x.shape[0], x.device)
+        y = self.analysis(pad_to(x, self.downsample), q)
         z = self.h_a(y)
         z_hat, z_lik = self.entropy_bottleneck(z)
         y_hat, y_lik = self.y_forward(y, self.h_s(z_hat))
-        x_hat = self.transform(self.g_s, y_hat)[..., :h, :w]
+        x_hat = self.synthesis(y_hat, q)[..., :h, :w]
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}, "y_hat": y_hat, "z_hat": z_hat}
 
     @torch.no_grad()
-    def compress(self, x: Tensor) -> Encoded:
-        x = pad_to(x, self.downsample)
-        y = self.g_a(x)
+    def compress(self, x: Tensor, quality=None) -> Encoded:
+        y = self.analysis(pad_to(x, self.downsample), self.quality_tensor(quality, x.shape[0], x.device))
         z = self.h_a(y)
         enc_z, enc_y = RangeEncoder(), RangeEncoder()
         z_hat = self.entropy_bottleneck.compress(enc_z, z, self.entropy_bottleneck.tables())
