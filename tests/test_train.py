@@ -1,35 +1,63 @@
-"""Training: a few steps on a tiny config, checkpoint + exact resume, export."""
+"""Training: a few steps on a tiny config, checkpoint + exact resume, export, LR schedules, TensorBoard."""
 
+import json
+import math
 
+import pytest
+import torch
+from safetensors.torch import load_file
 
-from conftest import train_args
+from conftest import TINY_CONFIGS, train_args
 from licodec import train
 from licodec.weights import load_weights
 
+FIXED = ("mbt2018-mean", {"N": 8, "M": 12}, [])
+# variable rate on the model it is meant for, with the cosine schedule (resumed by step alone)
+VARIABLE = ("han2024-cca", TINY_CONFIGS["han2024-cca"], ["--variable-rate", "--lr-schedule", "cosine"])
 
-def _args(tmp_path, out, steps, resume=False, stop_at=None):
+
+def _args(tmp_path, out, steps, resume=False, stop_at=None, setup=FIXED, extra=()):
+    model, config, flags = setup
     return train_args(
-        "-m", "mbt2018-mean", "--config", '{"N": 8, "M": 12}', "--data", tmp_path / "imgs",
+        "-m", model, "--config", json.dumps(config), "--data", tmp_path / "imgs",
         "--val", tmp_path / "imgs", "--out", tmp_path / out, "--steps", steps,
         "--batch-size", "2", "--patch", "64", "--val-every", "2", "--checkpoint-minutes", "0",
+        *flags, *extra,
         *(["--resume"] if resume else []), *(["--stop-at", stop_at] if stop_at else []),
     )
 
 
-def _losses(path):
-    return [line.split(",")[3] for line in path.read_text().splitlines()[1:]]
+def log_rows(path):
+    """log.csv without its wall-clock column: step, lr, loss, bpp, psnr and the val columns."""
+    lines = path.read_text().splitlines()
+    return [[c for i, c in enumerate(line.split(",")) if i != 1] for line in lines]
 
 
-def test_resume_continues_exactly(tmp_path, train_images):
-    full = train.run(_args(tmp_path, "a", 4))
-    train.run(_args(tmp_path, "b", 4, stop_at=2))
-    resumed = train.run(_args(tmp_path, "b", 4, resume=True))
-    assert _losses(tmp_path / "a" / "log.csv") == _losses(tmp_path / "b" / "log.csv")
+def assert_same_tensors(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("setup", [FIXED, VARIABLE], ids=["fixed-rate", "variable-rate"])
+def test_resume_continues_exactly(tmp_path, train_images, setup):
+    full = train.run(_args(tmp_path, "a", 4, setup=setup))
+    train.run(_args(tmp_path, "b", 4, stop_at=2, setup=setup))
+    assert [r[0] for r in log_rows(tmp_path / "b" / "log.csv")[1:]] == ["2"]  # stopped at step 2
+    assert not list((tmp_path / "b").glob("*-q*.safetensors")) + list((tmp_path / "b").glob("*-vr.safetensors"))
+    resumed = train.run(_args(tmp_path, "b", 4, resume=True, setup=setup))
+    rows = log_rows(tmp_path / "a" / "log.csv")
+    assert [r[0] for r in rows[1:]] == ["2", "4"]
+    assert rows == log_rows(tmp_path / "b" / "log.csv")  # losses, lr, bpp, psnr and validation alike
+    # the last checkpoints agree in everything: weights, Adam moments, every RNG state
+    assert_same_tensors(load_file(tmp_path / "a" / train.CKPT), load_file(tmp_path / "b" / train.CKPT))
     ma, _ = load_weights(full)
     mb, info = load_weights(resumed)
     assert info["extra"]["steps"] == 4
-    for a, b in zip(ma.state_dict().values(), mb.state_dict().values()):
-        assert (a == b).all()
+    assert_same_tensors(ma.state_dict(), mb.state_dict())
+    if setup is VARIABLE:
+        assert mb.variable_rate and info["quality"] is None and full.name == "han2024-cca-vr.safetensors"
+        assert "val_psnr_q8" in log_rows(tmp_path / "a" / "log.csv")[0]
 
 
 def test_random_mask_and_warm_start_from_another_model(tmp_path, train_images):
@@ -47,3 +75,38 @@ def test_random_mask_and_warm_start_from_another_model(tmp_path, train_images):
     assert model.config.random_mask
     d, _ = load_weights(donor)
     assert (model.g_a[0].weight == d.g_a[0].weight).all()  # copied (lr 0 keeps it)
+
+
+def test_step_schedule():
+    a = train_args("-m", "mbt2018-mean", "--out", "x", "--steps", "1000", "--lr", "1e-4", "--lr-drop", "0.9")
+    assert a.lr_schedule == "step"  # the default
+    lr = lambda s: train.learning_rate(a, s)  # noqa: E731
+    assert lr(0) == 1e-4 and lr(899) == 1e-4  # full rate up to the drop point
+    assert lr(900) == pytest.approx(1e-5) and lr(999) == pytest.approx(1e-5) and lr(1000) == pytest.approx(1e-5)
+
+
+def test_cosine_schedule():
+    a = train_args("-m", "mbt2018-mean", "--out", "x", "--steps", "1000", "--lr", "1e-4", "--lr-schedule", "cosine")
+    lr = lambda s: train.learning_rate(a, s)  # noqa: E731
+    assert lr(0) == pytest.approx(1e-4)
+    assert lr(500) == pytest.approx(1e-4 * (0.01 + 0.99 * 0.5))  # half way: the mean of the two ends
+    assert lr(250) == pytest.approx(1e-4 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi / 4))))
+    assert lr(1000) == pytest.approx(1e-6)  # lr/100 at --steps ...
+    assert lr(5000) == pytest.approx(1e-6)  # ... and after it
+    values = [lr(s) for s in range(0, 1001, 50)]
+    assert all(x > y for x, y in zip(values, values[1:]))  # strictly decreasing
+
+
+def test_tensorboard_event_file(tmp_path, train_images):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train.run(_args(tmp_path, "tb", 2, extra=["--tensorboard"]))
+    events = list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    acc = EventAccumulator(str(events[0]))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"train/loss", "train/bpp", "train/psnr", "train/lr", "val/val_bpp", "val/val_psnr"} <= set(tags)
+    assert [e.step for e in acc.Scalars("train/loss")] == [2]  # logged at the validation step
+    assert acc.Scalars("train/lr")[0].value == pytest.approx(1e-5)  # step schedule: dropped at 0.9·2 = 1
