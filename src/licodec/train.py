@@ -382,7 +382,7 @@ class _Logger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise RuntimeError("--tensorboard needs the tensorboard package: pip install 'licodec[train]'") from None
+                raise LicodecError("--tensorboard needs the tensorboard package: pip install 'licodec[train]'") from None
             self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=step + 1)
 
     def log(self, step: int, lr: float, terms: dict, psnr_db: float, val: dict[str, float]) -> None:

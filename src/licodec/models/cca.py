@@ -18,11 +18,13 @@ Data flow (names as in the paper / CompressAI)::
           │   (μ_i, σ_i) = e_i(ψ, ŷ_<i)                      channel context           │
           │   ŷ_i = round(y_i − μ_i) + μ_i                   [Gaussian cond., stream 1]│
           │   ŷ_i += 0.5·tanh(lrp_i(features_i, ŷ_i))        latent residual prediction│
-          │   training + use_cca only:                                                 │
-          │   (μ'_i, σ'_i) = a_i(ψ, ŷ_<i−1)                  auxiliary model: no ŷ_i−1 │
           └────────────────────────────────────────────────────────────────────────────┘
                                       │
                         ŷ = [ŷ_1 .. ŷ_K] ──g_s──> x̂
+
+          training + use_cca only, after the loop (`_aux_likelihoods`):
+            (μ'_i, σ'_i) = a_i(ψ, ŷ_<i−1)    auxiliary model: group i without ŷ_{i−1}
+            aux_loss = α·(L_CCA + L_Aux)     (`cca_bits`)
 
 What implements what:
 
@@ -64,7 +66,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -186,8 +189,6 @@ class ChannelContext(nn.Module):
 
 # code_group(i, y_i or None, μ_i, σ_i) -> (ŷ_i before the LRP, likelihoods of y_i or None)
 CodeGroup = Callable[[int, Optional[Tensor], Tensor, Tensor], "tuple[Tensor, Optional[Tensor]]"]
-# aux_group(i, y_i, μ'_i, σ'_i): receives the auxiliary model's parameters for group i
-AuxGroup = Callable[[int, Tensor, Tensor, Tensor], None]
 
 
 @register_model("han2024-cca")
@@ -247,27 +248,20 @@ class HanCCA(HyperpriorModel):
                 lrp=False,
             )
             self.aux_y_prior = FactorizedPrior(M)
-        self._cca_bits: Tensor | None = None  # handed from y_forward to forward (see forward)
 
     # -- the channel-wise context loop, shared by forward, compress and decompress --
-    def _run_groups(self, y: Tensor | None, psi: Tensor, code_group: CodeGroup,
-                    aux_group: AuxGroup | None = None, snap_lrp: bool = False):
+    def _run_groups(self, y: Tensor | None, psi: Tensor, code_group: CodeGroup, snap_lrp: bool = False):
         """Model (and code) y group by group.
 
         y: (B,M,h,w), or None when decoding; psi: (B,2M,h,w) = h_s(ẑ).
-        ``code_group`` turns group i's (μ_i, σ_i) into ŷ_i (quantized, coded or decoded);
-        ``aux_group``, when given (training with CCA; needs y), receives the auxiliary model's
-        (μ'_i, σ'_i), computed from ψ and the coded ŷ of groups < i − 1 only.
+        ``code_group`` turns group i's (μ_i, σ_i) into ŷ_i (quantized, coded or decoded).
         ``snap_lrp``: put the LRP on the 1/64 grid of the means, so that the coded ŷ is exact
         in float32 (compress/decompress).
         Returns (ŷ (B,M,h,w), [likelihoods of each group, or None]).
         """
-        if aux_group is not None and y is None:
-            raise ValueError("the auxiliary model needs y (it only runs in training)")
         psi_mu, psi_sigma = psi.chunk(2, dim=1)  # (B,2M,h,w) -> 2 x (B,M,h,w)
         y_groups = y.split(self.group_sizes, dim=1) if y is not None else [None] * len(self.group_sizes)
         y_hat: list[Tensor] = []  # ŷ_j, (B,|g_j|,h,w), after the LRP: the causal context
-        aux_ctx: list[Tensor] = []  # the same values, differentiable only through y_j (see cca_bits)
         likelihoods: list[Tensor | None] = []
         for i, y_i in enumerate(y_groups):
             mu, sigma, feat = self.context_model(i, psi_mu, psi_sigma, y_hat)
@@ -275,28 +269,27 @@ class HanCCA(HyperpriorModel):
             r = self.context_model.residual(i, feat, y_hat_i)
             y_hat.append(y_hat_i + (quantize_mean(r) if snap_lrp else r))
             likelihoods.append(lik)
-            if aux_group is not None:
-                mu_a, sigma_a, _ = self.aux_context_model(i, psi_mu, psi_sigma, aux_ctx)
-                aux_group(i, y_i, mu_a, sigma_a)
-                aux_ctx.append(y_i + (y_hat[-1] - y_i).detach())
         return torch.cat(y_hat, dim=1), likelihoods
+
+    def _aux_likelihoods(self, y: Tensor, y_hat: Tensor, psi: Tensor) -> Tensor:
+        """The auxiliary model's likelihoods of y (training only): group i from ψ and the coded
+        ŷ of groups < i − 1, whose values are the main model's ŷ but whose gradient flows only
+        into y (see `cca_bits`). y, y_hat: (B,M,h,w); psi: (B,2M,h,w) -> (B,M,h,w)."""
+        psi_mu, psi_sigma = psi.chunk(2, dim=1)  # (B,2M,h,w) -> 2 x (B,M,h,w)
+        ctx = (y + (y_hat - y).detach()).split(self.group_sizes, dim=1)  # K x (B,|g_j|,h,w)
+        liks = []
+        for i, y_i in enumerate(y.split(self.group_sizes, dim=1)):
+            mu, sigma, _ = self.aux_context_model(i, psi_mu, psi_sigma, list(ctx))
+            liks.append(self.gaussian_conditional(y_i, mu, sigma)[1])
+        return torch.cat(liks, dim=1)
 
     # -- HyperpriorModel hooks --
     def y_forward(self, y: Tensor, psi: Tensor) -> tuple[Tensor, Tensor]:
-        aux_likelihoods: list[Tensor] = []
-
-        def aux_group(i, y_i, mu, sigma):
-            aux_likelihoods.append(self.gaussian_conditional(y_i, mu, sigma)[1])
-
         def code(i, y_i, mu, sigma):
             return self.gaussian_conditional(y_i, mu, sigma)  # training: STE ŷ_i, noisy-y likelihoods
 
-        with_aux = self.config.use_cca and self.training
-        y_hat, liks = self._run_groups(y, psi, code, aux_group if with_aux else None)
-        y_lik = torch.cat(liks, dim=1)  # (B,M,h,w)
-        if with_aux:
-            self._cca_bits = self.cca_bits(y, y_lik, torch.cat(aux_likelihoods, dim=1))
-        return y_hat, y_lik
+        y_hat, liks = self._run_groups(y, psi, code)
+        return y_hat, torch.cat(liks, dim=1)  # (B,M,h,w)
 
     def y_compress(self, enc: RangeEncoder, y: Tensor, psi: Tensor) -> Tensor:
         def code(i, y_i, mu, sigma):
@@ -314,12 +307,11 @@ class HanCCA(HyperpriorModel):
 
     def forward(self, x: Tensor, quality=None) -> dict:
         """HyperpriorModel.forward, plus ``"aux_loss"`` (α-weighted, per pixel) in training with use_cca."""
-        self._cca_bits = None
-        out = super().forward(x, quality)  # y_forward leaves the CCA terms (in bits) in self._cca_bits
-        bits, self._cca_bits = self._cca_bits, None
-        if bits is not None:
+        out = super().forward(x, quality)
+        if self.config.use_cca and self.training:
+            aux_lik = self._aux_likelihoods(out["y"], out["y_hat"], out["psi"])
             n, _, h, w = x.shape
-            out["aux_loss"] = bits / (n * h * w)
+            out["aux_loss"] = self.cca_bits(out["y"], out["likelihoods"]["y"], aux_lik) / (n * h * w)
         return out
 
     def cca_bits(self, y: Tensor, y_lik: Tensor, aux_lik: Tensor) -> Tensor:

@@ -91,9 +91,11 @@ class HyperpriorModel(CompressionModel):
         y = self.analysis(pad_to(x, self.downsample), q)
         z = self.h_a(y)
         z_hat, z_lik = self.entropy_bottleneck(z)
-        y_hat, y_lik = self.y_forward(y, self.h_s(z_hat))
+        psi = self.h_s(z_hat)
+        y_hat, y_lik = self.y_forward(y, psi)
         x_hat = self.synthesis(y_hat, q)[..., :h, :w]
-        return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}, "y_hat": y_hat, "z_hat": z_hat}
+        return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}, "y_hat": y_hat, "z_hat": z_hat,
+                "y": y, "psi": psi}
 
     @torch.no_grad()
     def compress(self, x: Tensor, quality=None) -> Encoded:
