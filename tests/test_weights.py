@@ -54,3 +54,19 @@ def test_wrong_model_and_foreign_files_refused(tmp_path):
     r.write_bytes(b"\x00" * 100)
     with pytest.raises(WeightsError):
         load_weights(r)
+
+
+def test_half_precision_storage(tmp_path):
+    """float16 storage halves the file; loading gives float32 parameters equal to the stored values."""
+    m = tiny_model("han2024-cca", rate_levels=8)
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    save_weights(m, full, quality=None)
+    save_weights(m, half, quality=None, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, info = load_weights(half)
+    for (name, a), b in zip(m.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == a.dtype, name
+        assert torch.equal(b, a.half().float()) if a.is_floating_point() else torch.equal(a, b), name
+    x = torch.rand(1, 3, 64, 64)
+    enc = loaded.compress(x, 2.5)
+    assert loaded.decompress(enc.streams, (64, 64), enc.checksum, 2.5).shape == (1, 3, 64, 64)

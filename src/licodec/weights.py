@@ -65,11 +65,26 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         raise
 
 
-def save_weights(model, path, quality: float | None, lmbda: float | None = None, extra: dict | None = None) -> bytes:
-    """quality: the ladder point of fixed-rate weights; None for variable-rate weights."""
+def _half(t: torch.Tensor) -> torch.Tensor:
+    """float32 -> float16 where the values fit (finite, |x| < 65504); else unchanged."""
+    if t.dtype != torch.float32:
+        return t
+    h = t.half()
+    return h if bool(torch.isfinite(h).all()) else t
+
+
+def save_weights(model, path, quality: float | None, lmbda: float | None = None, extra: dict | None = None,
+                 half: bool = False) -> bytes:
+    """quality: the ladder point of fixed-rate weights; None for variable-rate weights.
+
+    ``half``: store float32 tensors as float16 (half the size; loading casts them back to the
+    model's float32, so coding stays float32 and deterministic — the fingerprint covers the
+    stored float16 values)."""
     if (quality is None) != model.variable_rate:
         raise ValueError("variable-rate weights are saved with quality=None, fixed-rate ones with a quality")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: _half(v) for k, v in state.items()}
     fp = fingerprint(state)
     meta = {
         "format": FORMAT,
