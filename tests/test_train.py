@@ -110,3 +110,24 @@ def test_tensorboard_event_file(tmp_path, train_images):
     assert {"train/loss", "train/bpp", "train/psnr", "train/lr", "val/val_bpp", "val/val_psnr"} <= set(tags)
     assert [e.step for e in acc.Scalars("train/loss")] == [2]  # logged at the validation step
     assert acc.Scalars("train/lr")[0].value == pytest.approx(1e-5)  # step schedule: dropped at 0.9·2 = 1
+
+
+def test_config_from_a_file_and_flags_from_an_args_file(tmp_path, train_images):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "model.json"
+    cfg.write_text('{"N": 16, "M": 24}')
+    args = tmp_path / "run.args"
+    args.write_text("\n".join(["train", "-m", "mbt2018-mean", "--config", str(cfg), "--data", str(train_images),
+                               "--val", "", "--out", str(tmp_path / "run"), "--steps", "1", "--batch-size", "1",
+                               "--patch", "64"]))
+    r = subprocess.run([sys.executable, "-m", "licodec.cli", f"@{args}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from licodec.weights import load_weights
+
+    model, info = load_weights(tmp_path / "run" / "mbt2018-mean-q3.safetensors")
+    assert info["config"]["M"] == 24
+    bad = subprocess.run([sys.executable, "-m", "licodec.cli", "train", "-m", "mbt2018-mean", "--config", "nope.json",
+                          "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and "--config nope.json" in bad.stderr

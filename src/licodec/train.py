@@ -37,7 +37,9 @@ CKPT = "checkpoint.safetensors"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", required=True, help="registry name, e.g. mbt2018-mean")
-    p.add_argument("--config", default="{}", help='model config as JSON, e.g. \'{"N": 64, "M": 96}\'')
+    p.add_argument("--config", default="{}",
+                   help='model config: JSON, e.g. \'{"N": 64, "M": 96}\', or a .json file holding it. '
+                        "All flags can also come from a file: licodec train @run.args (one flag or value per line)")
     p.add_argument("--quality", "-q", type=int, default=3, choices=sorted(LAMBDAS), help="picks λ from the ladder")
     p.add_argument("--lambda", dest="lmbda", type=float, default=None, help="override λ (λ·255²·MSE + bpp)")
     p.add_argument("--variable-rate", action="store_true",
@@ -148,6 +150,23 @@ def warm_start(model, donor) -> int:
             own[k].copy_(v)
             n += 1
     return n
+
+
+def model_config(text: str) -> dict:
+    """``--config``: inline JSON or the path of a JSON file, as a dict."""
+    src = text
+    if not text.lstrip().startswith("{"):
+        try:
+            src = Path(text).read_text()
+        except OSError as e:
+            raise LicodecError(f"--config {text}: neither JSON nor a readable file ({e.strerror})") from None
+    try:
+        config = json.loads(src)
+    except json.JSONDecodeError as e:
+        raise LicodecError(f"--config: invalid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise LicodecError("--config: expected a JSON object of config fields")
+    return config
 
 
 def learning_rate(args: argparse.Namespace, step: int) -> float:
@@ -267,7 +286,7 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     lmbda = args.lmbda if args.lmbda is not None else LAMBDAS[args.quality]
     torch.manual_seed(args.seed)
-    config = json.loads(args.config)
+    config = model_config(args.config)
     if args.random_mask:
         config["random_mask"] = True
     if args.variable_rate:
