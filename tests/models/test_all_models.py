@@ -112,3 +112,17 @@ def test_variable_rate_every_model(name):
     out = m(torch.rand(2, 3, 64, 64), torch.tensor([1.5, 7.0]))
     (out["x_hat"].square().mean() + out.get("aux_loss", 0)).backward()
     assert m.gain.log_gain.grad is not None and m.gain.log_inv_gain.grad is not None
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_trailing_data_and_empty_streams_are_refused(name):
+    from licodec.entropy import CodingError
+
+    m = tiny_model(name)
+    enc = m.compress(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4)))
+    for i in range(len(enc.streams)):
+        for bad in (enc.streams[i] + b"\x00" * 8, enc.streams[i] + b"\xff" * 8, b""):
+            streams = list(enc.streams)
+            streams[i] = bad
+            with pytest.raises(CodingError):
+                m.decode_latents(streams, (64, 64))

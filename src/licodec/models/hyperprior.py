@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..entropy import FactorizedPrior, GaussianConditional, RangeDecoder, RangeEncoder
+from ..entropy import CodingError, FactorizedPrior, GaussianConditional, RangeDecoder, RangeEncoder
 from ..layers import GDN, conv, deconv
 from ..registry import register_model
 from .base import CompressionModel, Encoded, RateConfig, latent_checksum, pad_to
@@ -115,10 +115,14 @@ class HyperpriorModel(CompressionModel):
     def decode_latents(self, streams: list[bytes], hw: tuple[int, int]) -> dict[str, Tensor]:
         if len(streams) != 2:
             raise ValueError(f"{self.name} expects 2 streams, got {len(streams)}")
+        if not all(streams):  # every model codes at least one symbol per stream: never empty
+            raise CodingError("empty entropy-coded stream")
         y_shape, z_shape = self.latent_shapes(hw)
         dec_z, dec_y = RangeDecoder(streams[0]), RangeDecoder(streams[1])
         z_hat = self.entropy_bottleneck.decompress(dec_z, z_shape, self.entropy_bottleneck.tables(), self.device)
+        dec_z.check_finished()
         y_hat = self.y_decompress(dec_y, self.h_s(z_hat), y_shape)
+        dec_y.check_finished()
         return {"z_hat": z_hat, "y_hat": y_hat}
 
 
