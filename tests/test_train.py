@@ -131,3 +131,13 @@ def test_config_from_a_file_and_flags_from_an_args_file(tmp_path, train_images):
     bad = subprocess.run([sys.executable, "-m", "licodec.cli", "train", "-m", "mbt2018-mean", "--config", "nope.json",
                           "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and "--config nope.json" in bad.stderr
+
+
+def test_export_checkpoint_of_a_stopped_run(tmp_path, train_images):
+    train.run(_args(tmp_path, "s", 4, stop_at=2, setup=VARIABLE))
+    ckpt = load_file(tmp_path / "s" / train.CKPT)
+    path = train.export_checkpoint(tmp_path / "s" / train.CKPT, tmp_path / "s.safetensors", half=True)
+    model, info = load_weights(path)
+    assert info["quality"] is None and info["extra"]["steps"] == 2 and info["extra"]["from_checkpoint"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ckpt[f"model.{k}"].half().float()), k

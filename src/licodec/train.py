@@ -73,7 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs the [train] extra)")
     p.add_argument("--stop-at", type=int, default=None,
                    help="checkpoint and stop at this step without exporting (time-sliced training; resume later)")
-    p.add_argument("--export", default=None, help="final weights path (default OUT/<model>-q<quality>.safetensors)")
+    p.add_argument("--export", default=None,
+                   help="final weights path (default OUT/<model>-q<quality>.safetensors, OUT/<model>-vr.safetensors)")
+    p.add_argument("--half", action="store_true", help="export the weights as float16 (half the size)")
 
 
 def _optim_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -118,6 +120,7 @@ def save_checkpoint(path: Path, model, opt, step: int, rng: list, args: dict, be
         if cuda_state:
             tensors[f"rng.{r}.cuda"] = cuda_state[0]
     meta = {"step": str(step), "args": json.dumps(args), "optim": json.dumps(ometa), "best": repr(best),
+            "model": model.name, "model_config": json.dumps(model.config_dict()),
             "ranks": str(len(rng))}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
@@ -138,6 +141,28 @@ def load_checkpoint(path: Path, model, opt, gen: torch.Generator, rank: int = 0,
     if f"rng.{rank}.cuda" in tensors and torch.device(device).type == "cuda":
         torch.cuda.set_rng_state(tensors[f"rng.{rank}.cuda"], torch.device(device))
     return int(meta["step"]), float(meta["best"])
+
+
+def export_checkpoint(ckpt: Path, path: Path, half: bool = False) -> Path:
+    """Weights of a run's checkpoint (e.g. a run stopped early) as a weight file."""
+    with safe_open(str(ckpt), framework="pt") as f:
+        meta = f.metadata()
+    args = json.loads(meta["args"])
+    if "model_config" in meta:
+        model = create_model(meta["model"], json.loads(meta["model_config"]))
+    else:  # checkpoints written before the config was recorded
+        config = model_config(args["config"])
+        if args.get("variable_rate"):
+            config["rate_levels"] = int(MAX_QUALITY)
+        model = create_model(args["model"], config)
+    tensors = load_file(str(ckpt))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    vr = model.variable_rate
+    lmbda = args.get("lmbda") or LAMBDAS[args["quality"]]
+    save_weights(model.eval(), path, quality=None if vr else args["quality"], lmbda=None if vr else lmbda,
+                 extra={"steps": int(meta["step"]), "patch": args["patch"], "batch_size": args["batch_size"],
+                        "from_checkpoint": True}, half=half)
+    return path
 
 
 @torch.no_grad()
@@ -369,7 +394,7 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
         save_weights(model, export, quality=None if model.variable_rate else args.quality,
                      lmbda=None if model.variable_rate else lmbda,
                      extra={"steps": step, "patch": args.patch, "batch_size": args.batch_size,
-                            "processes": dd.world, **v})
+                            "processes": dd.world, **v}, half=args.half)
         print(f"wrote {export}")
     return export
 
