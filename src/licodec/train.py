@@ -317,10 +317,12 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
     if args.variable_rate:
         config["rate_levels"] = int(MAX_QUALITY)
     if args.init:
-        model, _ = load_weights(args.init, expect_model=args.model)
+        model, init_info = load_weights(args.init, expect_model=args.model)
         if args.variable_rate and not model.variable_rate:
+            # fixed-rate weights as the start of a variable-rate model, gains centred on their quality
             donor, model = model, create_model(args.model, {**dataclasses.asdict(model.config), **config})
-            warm_start(model, donor)  # fixed-rate weights as the start of a variable-rate model
+            warm_start(model, donor)
+            model.gain.center(init_info["quality"])
     else:
         model = create_model(args.model, config)
     if args.warm_start:

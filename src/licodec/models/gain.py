@@ -41,6 +41,15 @@ class GainUnits(nn.Module):
         self.log_gain = nn.Parameter(init[:, None].repeat(1, M))  # (L, M)
         self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, M))  # (L, M)
 
+    @torch.no_grad()
+    def center(self, quality: float) -> None:
+        """Shift the gains so that γ(quality) = γ'(quality) = 1: the start for fine-tuning fixed-rate
+        weights trained at that quality into a variable-rate model (its transforms then see, at that
+        quality, the very latents they were trained on)."""
+        q = torch.tensor([float(quality)])
+        self.log_gain -= torch.log(self.gain(q)).reshape(1, -1)
+        self.log_inv_gain -= torch.log(self.inverse_gain(q)).reshape(1, -1)
+
     def _interp(self, table: Tensor, q: Tensor) -> Tensor:
         w = level_weights(q.to(table.dtype), self.levels)  # (B, L)
         return torch.exp(w @ table)[:, :, None, None]  # (B, M, 1, 1)
