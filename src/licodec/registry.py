@@ -24,6 +24,10 @@ class ConfigError(ValueError):
 
 def register_model(name: str) -> Callable[[type], type]:
     def wrap(cls):
+        from .format import MODEL_NAME
+
+        if not MODEL_NAME.fullmatch(name):
+            raise ValueError(f"model name {name!r} must match {MODEL_NAME.pattern} (it is written in .lic headers)")
         if name in MODELS:
             raise ValueError(f"model {name!r} registered twice")
         cls.name = name
