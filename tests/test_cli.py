@@ -133,3 +133,12 @@ def test_outputs_get_normal_permissions(work, tiny_weights):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((work / "photo.lic").stat().st_mode) == 0o666 & ~umask
+
+
+def test_decode_budget(work, tiny_weights):
+    assert run("compress", work / "gray.png", "--weights", tiny_weights).returncode == 0
+    r = run("decompress", work / "gray.lic", "--weights", tiny_weights, "--max-pixels", 2000)
+    assert_clean_error(r)
+    assert "decode limit" in r.stderr and not (work / "gray.decoded.png").exists()
+    r = run("decompress", work / "gray.lic", "--weights", tiny_weights, "--max-pixels", 65 * 33)
+    assert r.returncode == 0, r.stderr

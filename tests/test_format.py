@@ -83,3 +83,13 @@ def test_pack_rejects_bad_fields():
         pack(_file(model=""))
     with pytest.raises(FormatError):
         pack(_file(height=0))
+
+
+@pytest.mark.parametrize("name", [b"evil\x1b[31m", b"a\rb", b"A-model", b"-x", b"x\x00"])
+def test_model_names_with_control_or_odd_characters_are_refused(name):
+    """The name ends up in error messages and `licodec info` output: only registry-key characters."""
+    good = pack(LicFile("mbt2018-mean", b"\x00" * 8, 3.0, 8, 8, 3, 8, 0, [b"\x00" * 4, b"\x00" * 4]))
+    n = good[6]
+    body = good[:6] + bytes([len(name)]) + name + good[7 + n : -4]
+    with pytest.raises(FormatError, match="model name"):
+        unpack(body + struct.pack("<I", zlib.crc32(body)))

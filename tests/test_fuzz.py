@@ -63,15 +63,17 @@ def test_size_bombs_are_valid_containers(seeds):
         assert f.num_pixels >= 4096 * 4096 and c.kind == "size_bomb"
 
 
-@pytest.mark.xfail(strict=True, reason="decode work is bounded by the header's claimed size, not the file's: "
-                   "a 57-byte lee2019-ctx file claiming 8192x8192 decodes for ~40 s before the latent checksum fails")
-def test_size_bomb_is_cheap(tmp_path):
+@pytest.mark.parametrize(("fill", "side", "error"), [(b"", 1024, "empty"), (bytes(4), 8192, "decode limit")])
+def test_size_bomb_is_cheap(tmp_path, fill, side, error):
+    """A 60-byte file declaring a big image: empty streams are refused at once; a declared size above
+    the decode budget (``--max-pixels``) is refused before any decoding work."""
     path = tmp_path / "ctx.safetensors"
     save_weights(tiny_model("lee2019-ctx"), path, quality=3)
     f = unpack(Codec.from_weights(path).encode(np.zeros((8, 8, 3), np.uint8)))
-    f.height, f.width, f.streams = 8192, 8192, [b""] * len(f.streams)
+    f.height, f.width, f.streams = side, side, [fill] * len(f.streams)
     r = run_case(pack(f), str(path), time_limit=1.0)
     assert r.outcome == "clean_error", r.reason
+    assert error in r.reason
 
 
 def test_cases_are_deterministic(seeds):

@@ -115,11 +115,18 @@ class Result:
     cli: str | None = None  # None: not run through the CLI; "ok" or the problem found
 
 
+# The decode budget of the fuzz run, as a service decoding untrusted files would set it
+# (`licodec decompress --max-pixels`): decoding work grows with the image size a header declares,
+# so without a budget a 60-byte file may legitimately keep the decoder as busy as a real image of
+# the format's maximum size (64 Mi pixels). Files that declare more are refused before decoding.
+DECODE_BUDGET = 2**20  # pixels
+
+
 def default_decode(data: bytes, weights: str | None) -> Any:
-    """What `licodec decompress --weights` does, in process: `licodec.codec.decode`."""
+    """What `licodec decompress --weights W --max-pixels DECODE_BUDGET` does, in process."""
     from .codec import decode
 
-    return decode(data, weights=weights)
+    return decode(data, weights=weights, max_pixels=DECODE_BUDGET)
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,7 +569,7 @@ def check_cli(data: bytes, weights: str | None, expect: str, timeout: float = 12
         inp = Path(d) / "case.lic"
         inp.write_bytes(data)
         cmd = [sys.executable, "-m", "licodec.cli", "decompress", str(inp), "-o", str(Path(d) / "out.png"),
-               "--threads", "1"]
+               "--threads", "1", "--max-pixels", str(DECODE_BUDGET)]
         if weights is not None:
             cmd += ["--weights", str(weights)]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
