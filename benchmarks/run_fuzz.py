@@ -21,19 +21,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = {"N": 16, "M": 24}
-TINY_CCA = {
-    "N": 8, "M": 24, "widths": [8, 8, 8], "naf_blocks": [1, 1, 1], "res_blocks": 1, "hyper_width": 8,
-    "num_groups": 4, "em_width": 8, "em_blocks": 1, "head_widths": [8, 8],
-}
-MODELS = {
-    "bmshj2018-hyperprior": TINY,
-    "mbt2018-mean": TINY,
-    "lee2019-ctx": TINY,
-    "lee2019-ctx-hybrid": {**TINY, "M2": 8},
-    "he2021-checkerboard": TINY,
-    "han2024-cca": TINY_CCA,
-}
 # variable-rate weights too (gain units: the header's quality drives the decoder), coded at q 3.5
 VARIABLE_RATE = ("mbt2018-mean", "han2024-cca")
 VR_QUALITY = 3.5
@@ -46,6 +33,7 @@ def variants() -> list[tuple[str, str, dict, bool]]:
     import dataclasses
 
     from licodec.registry import get_model_class
+    from licodec.testing import TINY_CONFIGS as MODELS
 
     out = [(name, name, config, False) for name, config in MODELS.items()]
     for name in VARIABLE_RATE:

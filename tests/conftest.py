@@ -7,22 +7,7 @@ from pathlib import Path
 from licodec.registry import create_model
 from licodec.weights import save_weights
 
-TINY = {"N": 16, "M": 24}
-HYPERPRIOR_MODELS = ["bmshj2018-hyperprior", "mbt2018-mean"]
-# every width tiny: models of ~20k parameters whose coding runs in milliseconds
-TINY_CCA = {
-    "N": 8, "M": 24, "widths": [8, 8, 8], "naf_blocks": [1, 1, 1], "res_blocks": 1, "hyper_width": 8,
-    "num_groups": 4, "em_width": 8, "em_blocks": 1, "head_widths": [8, 8],
-}
-# a tiny config per registered model (tests/models/test_all_models.py checks that none is missing)
-TINY_CONFIGS = {
-    "bmshj2018-hyperprior": TINY,
-    "mbt2018-mean": TINY,
-    "lee2019-ctx": TINY,
-    "lee2019-ctx-hybrid": {**TINY, "M2": 8},
-    "he2021-checkerboard": TINY,
-    "han2024-cca": TINY_CCA,
-}
+from licodec.testing import TINY, TINY_CONFIGS  # noqa: F401  (re-exported to the tests)
 
 
 def tiny_model(name: str, seed: int = 0, **config):

@@ -49,8 +49,8 @@ def test_even_grouping_round_trip(hw):
 
 def _run(m, y, psi, perturb_group=None, delta=0.0):
     """One pass of the model's group loop; ŷ_j gets +delta for j == perturb_group. Returns the
-    main and auxiliary (μ, σ) of every group."""
-    main, aux = {}, {}
+    (μ, σ) of every group."""
+    main = {}
 
     def code(i, y_i, mu, sigma):
         main[i] = (mu.clone(), sigma.clone())
