@@ -6,28 +6,35 @@ import torch
 from conftest import image_tensor
 from licodec.codec import DEFAULT_MODEL, Codec, decode
 from licodec.metrics import bpp_from_likelihoods, psnr
-from licodec.weights import shipped_variable_rate, shipped_weights
+from licodec.weights import find_weights, shipped_variable_rate, shipped_weights
+
+VR_QUALITIES = [1.0, 2.0, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0]
 
 
-def shipped_settings() -> dict[str, list[float]]:
-    """{model: qualities to test}: the fixed-rate qualities, or 1..L plus 3.5 for variable-rate weights."""
-    out = {m: sorted(qs) for m, qs in shipped_weights().items()}
-    for m, (levels, _) in shipped_variable_rate().items():
-        out[m] = sorted({*map(float, range(1, levels + 1)), 3.5})
+def shipped_files() -> dict[str, tuple[str, list[float]]]:
+    """{file name: (path, qualities to test)}: fixed-rate files at their quality, variable-rate
+    ones at the integer qualities and 3.5."""
+    out = {p.name: (p, [q]) for qs in shipped_weights().values() for q, p in qs.items()}
+    out.update({p.name: (p, [q for q in VR_QUALITIES if q <= levels]) for levels, p in shipped_variable_rate().values()})
     return out
 
 
-SETTINGS = shipped_settings()
-CASES = [(m, q) for m, qs in SETTINGS.items() for q in qs]
+FILES = shipped_files()
+CASES = [(name, q) for name, (_, qs) in FILES.items() for q in qs]
+
+
+def default_qualities() -> list[float]:
+    vr = shipped_variable_rate().get(DEFAULT_MODEL)
+    return [q for q in VR_QUALITIES if q <= vr[0]] if vr else sorted(shipped_weights().get(DEFAULT_MODEL, {}))
 
 
 def test_default_model_ships_at_least_four_rate_points():
-    assert len(SETTINGS.get(DEFAULT_MODEL, [])) >= 4, f"shipped {DEFAULT_MODEL} qualities: {SETTINGS}"
+    assert len(default_qualities()) >= 4, f"shipped {DEFAULT_MODEL}: {FILES}"
 
 
-@pytest.mark.parametrize(("model", "quality"), CASES)
-def test_real_size_matches_estimated_rate(model, quality, sample_rgb):
-    codec = Codec.pretrained(model, quality)
+@pytest.mark.parametrize(("name", "quality"), CASES)
+def test_real_size_matches_estimated_rate(name, quality, sample_rgb):
+    codec = Codec.from_weights(FILES[name][0], quality=quality)
     x = image_tensor(sample_rgb)
     with torch.no_grad():
         out = codec.model(x, codec.quality)
@@ -37,10 +44,13 @@ def test_real_size_matches_estimated_rate(model, quality, sample_rgb):
     assert abs(real_bits - est_bits) / est_bits < 0.01, (real_bits, est_bits)
 
 
-@pytest.mark.parametrize("model", sorted(SETTINGS))
+@pytest.mark.parametrize("model", sorted(set(shipped_weights()) | set(shipped_variable_rate())))
 def test_higher_quality_gives_more_bytes_and_higher_psnr(model, sample_rgb):
+    """Through the public path (`Codec.pretrained`): the qualities a user gets for ``model``."""
+    vr = shipped_variable_rate().get(model)
+    qualities = [q for q in VR_QUALITIES if q <= vr[0]] if vr else sorted(shipped_weights()[model])
     sizes, psnrs = [], []
-    for q in SETTINGS[model]:
+    for q in qualities:
         data = Codec.pretrained(model, q).encode(sample_rgb)
         rgb, header = decode(data)
         assert header.quality == q and rgb.shape == sample_rgb.shape
@@ -48,3 +58,16 @@ def test_higher_quality_gives_more_bytes_and_higher_psnr(model, sample_rgb):
         psnrs.append(psnr(torch.tensor(rgb, dtype=torch.float32), torch.tensor(sample_rgb, dtype=torch.float32), 255))
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
     assert psnrs == sorted(psnrs)
+
+
+def test_every_shipped_file_is_reachable_for_decoding():
+    """Files made with any shipped weights (older fixed-rate ones included) find them by fingerprint."""
+    from licodec.codec import codec_for
+    from licodec.format import unpack
+
+    for name, (path, qs) in FILES.items():
+        data = Codec.from_weights(path, quality=qs[0]).encode(torch.zeros(8, 8, 3, dtype=torch.uint8).numpy())
+        assert codec_for(unpack(data)).info["path"] == str(path), name
+    for model, qs in shipped_weights().items():
+        for q in qs:
+            assert find_weights(model, q).exists()

@@ -183,14 +183,16 @@ def shipped_models() -> list[str]:
 
 
 def find_weights(model: str, quality: float) -> Path:
-    """The shipped weights for ``model`` at ``quality``: fixed-rate weights trained at exactly that
-    quality if there are some, else the variable-rate weights when quality is in their range."""
+    """The shipped weights for ``model`` at ``quality``: the model's variable-rate weights when it has
+    some and quality is in their range (one file serves the whole quality scale, so quality is
+    monotone), else fixed-rate weights trained at exactly that quality. Older fixed-rate weights stay
+    installed beside variable-rate ones so that the files made with them still decode (by fingerprint)."""
     fixed = shipped_weights().get(model, {})
     vr = shipped_variable_rate().get(model)
-    if quality in fixed:
-        return fixed[quality]
     if vr is not None and 1 <= quality <= vr[0]:
         return vr[1]
+    if quality in fixed:
+        return fixed[quality]
     if not fixed and vr is None:
         raise WeightsError(f"no shipped weights for {model!r}; pass --weights FILE (see `licodec models`)")
     have = [f"{q:g}" for q in sorted(fixed)] + ([f"any in 1..{vr[0]}"] if vr else [])
