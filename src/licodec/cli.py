@@ -1,7 +1,7 @@
 """Command-line interface.
 
-    licodec compress IN [-o OUT.lic] [-m MODEL] [-q QUALITY] [--device cpu|cuda]
-    licodec decompress IN.lic [-o OUT.png]
+    licodec compress IN [-o OUT.lic] [-m MODEL] [-q QUALITY] [--device cpu|cuda] [--tile N]
+    licodec decompress IN.lic [-o OUT.png] [--tile N]
     licodec info IN.lic [--json]
     licodec models
     licodec demo
@@ -74,11 +74,12 @@ def cmd_compress(a) -> int:
     _threads(a.threads)
     inp = Path(a.input)
     if a.weights:
-        codec = Codec.from_weights(a.weights, a.device, a.quality)
+        codec = Codec.from_weights(a.weights, a.device, a.quality, a.tile)
         if a.model is not None and codec.model.name != a.model:
             raise _Fail(f"{a.weights} holds {codec.model.name} weights, not {a.model}")
     else:
-        codec = Codec.pretrained(a.model or DEFAULT_MODEL, DEFAULT_QUALITY if a.quality is None else a.quality, a.device)
+        codec = Codec.pretrained(a.model or DEFAULT_MODEL, DEFAULT_QUALITY if a.quality is None else a.quality,
+                                 a.device, a.tile)
     out = _out_path(inp, a.output, ".lic", a.force)
     img = read_image(inp, ignore_alpha=a.ignore_alpha)
     t0 = time.perf_counter()
@@ -103,7 +104,7 @@ def cmd_decompress(a) -> int:
     out = _out_path(inp, a.output, ".decoded.png", a.force)
     fmt = output_format(out)
     f = unpack(data)
-    codec = codec_for(f, a.device, a.weights)
+    codec = codec_for(f, a.device, a.weights, a.tile)
     t0 = time.perf_counter()
     rgb = codec.decode_file(f)
     dt = time.perf_counter() - t0
@@ -206,8 +207,18 @@ def cmd_masks(a) -> int:
     return 0
 
 
+def _tile(text: str) -> int:
+    from .models.tiling import check_tile
+
+    try:
+        return check_tile(int(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .codec import DEFAULT_MODEL, DEFAULT_QUALITY
+    from .models.tiling import DEFAULT_TILE
 
     p = argparse.ArgumentParser(prog="licodec", description="Learned image codec with real bitstreams.")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -219,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default="cpu", help="cpu or cuda")
         sp.add_argument("--weights", help=weights_help)
         sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+        sp.add_argument("--tile", type=_tile, default=DEFAULT_TILE, metavar="N",
+                        help=f"run the transforms on N x N pixel tiles on larger images, bounding memory "
+                             f"(a multiple of 64; 0: never; default {DEFAULT_TILE})")
 
     c = sub.add_parser("compress", help="image -> .lic")
     c.add_argument("input")

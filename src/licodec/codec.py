@@ -7,10 +7,19 @@
 
 Fixed-rate weights code at the quality they were trained for; variable-rate weights at any
 quality in their range (``Codec.pretrained(name, 3.5)``), which the file header records.
+
+Large images: the transforms run tile by tile on images larger than ``tile`` pixels (default
+1024; ``tile=0``: never; `licodec.models.tiling`), the input is converted to float and the
+output to uint8 tile by tile, so that peak memory grows with the image only through the uint8
+image itself and the entropy models' work on the latents. Tiling is not recorded in the file:
+decoding does not depend on how the encoder tiled (y is coded exactly), and the decoder may tile
+differently.
 """
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +29,7 @@ import torch
 from .errors import FormatError, LicodecError
 from .format import LicFile, check_size, pack, unpack
 from .models.base import LatentMismatchError
+from .models.tiling import DEFAULT_TILE, check_tile
 from .entropy.coder import CodingError
 from .rate import check_quality
 from .weights import WeightsError, find_by_fingerprint, find_weights, load_weights, shipped_models
@@ -46,6 +56,16 @@ def to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0).float().div(255).to(device)
 
 
+def to_uint8_tensor(rgb: np.ndarray, device) -> torch.Tensor:
+    """(H, W, 3) uint8 array -> (1, 3, H, W) uint8 tensor, a view of the array on the CPU (models
+    read uint8 as x/255, converting tile by tile: no whole-image float copy). Never written to."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    with warnings.catch_warnings():  # a read-only array (np.asarray of a PIL image) is fine: nothing writes
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        t = torch.from_numpy(rgb)
+    return t.permute(2, 0, 1).unsqueeze(0).to(device)
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
@@ -59,8 +79,12 @@ class Codec:
     """A model with its weights, at one quality: the trained one of fixed-rate weights, or the
     chosen one (any value in 1..rate_levels) of variable-rate weights."""
 
-    def __init__(self, model, info: dict, quality: float | None = None):
+    def __init__(self, model, info: dict, quality: float | None = None, tile: int = DEFAULT_TILE):
         self.model, self.info = model, info
+        try:
+            self.tile = check_tile(tile)  # pixels, or 0: never tile the transforms
+        except ValueError as e:
+            raise LicodecError(str(e)) from None
         if info["quality"] is not None:  # fixed-rate weights: the quality is theirs
             if quality is not None and float(quality) != info["quality"]:
                 raise WeightsError(f"{info.get('path', 'these weights')} are quality {info['quality']:g} weights "
@@ -74,18 +98,29 @@ class Codec:
             self.quality = _header_quality(q)
 
     @classmethod
-    def pretrained(cls, name: str = DEFAULT_MODEL, quality: float = DEFAULT_QUALITY, device: str = "cpu") -> Codec:
-        return cls.from_weights(find_weights(name, float(quality)), device, quality)
+    def pretrained(cls, name: str = DEFAULT_MODEL, quality: float = DEFAULT_QUALITY, device: str = "cpu",
+                   tile: int = DEFAULT_TILE) -> Codec:
+        return cls.from_weights(find_weights(name, float(quality)), device, quality, tile)
 
     @classmethod
-    def from_weights(cls, path, device: str = "cpu", quality: float | None = None) -> Codec:
+    def from_weights(cls, path, device: str = "cpu", quality: float | None = None, tile: int = DEFAULT_TILE) -> Codec:
         model, info = _load(str(path), str(resolve_device(device)))
-        return cls(model, info, quality)
+        return cls(model, info, quality, tile)
+
+    @contextmanager
+    def _tiling(self):
+        """The model (cached and shared between codecs) tiles with this codec's tile size meanwhile."""
+        before, self.model.tile = self.model.tile, self.tile
+        try:
+            yield
+        finally:
+            self.model.tile = before
 
     def encode(self, rgb: np.ndarray, channels: int = 3) -> bytes:
         h, w = rgb.shape[:2]
         check_size(h, w)
-        enc = self.model.compress(to_tensor(rgb, self.model.device), self.quality)
+        with self._tiling():
+            enc = self.model.compress(to_uint8_tensor(rgb, self.model.device), self.quality)
         return pack(LicFile(self.model.name, self.info["fingerprint"], self.quality, h, w,
                             channels, 8, enc.checksum, enc.streams))
 
@@ -95,17 +130,20 @@ class Codec:
                 f"file was made with {f.model} weights {f.fingerprint.hex()}, "
                 f"but these weights are {self.model.name} {self.info['fingerprint'].hex()}"
             )
+        rgb = torch.empty((1, f.height, f.width, 3), dtype=torch.uint8)  # the result, filled tile by tile
         try:
-            x_hat = self.model.decompress(f.streams, (f.height, f.width), f.latent_crc, f.quality)
+            with self._tiling():
+                self.model.decompress(f.streams, (f.height, f.width), f.latent_crc, f.quality,
+                                      out=rgb.permute(0, 3, 1, 2))
         except (CodingError, LatentMismatchError, ValueError) as e:
             raise FormatError(f"cannot decode: {e}") from None
-        return to_uint8(x_hat)
+        return rgb[0].numpy()
 
 
-def codec_for(f: LicFile, device: str = "cpu", weights: str | Path | None = None) -> Codec:
+def codec_for(f: LicFile, device: str = "cpu", weights: str | Path | None = None, tile: int = DEFAULT_TILE) -> Codec:
     """The codec that decodes ``f``: explicit weights, or the shipped ones with the same fingerprint."""
     if weights is not None:
-        return Codec.from_weights(weights, device)
+        return Codec.from_weights(weights, device, tile=tile)
     from .registry import get_model_class
 
     get_model_class(f.model)  # unknown model name -> clear error
@@ -116,9 +154,9 @@ def codec_for(f: LicFile, device: str = "cpu", weights: str | Path | None = None
             f"file was made with {f.model} weights {f.fingerprint.hex()} which are not installed "
             f"(shipped models: {have}); pass --weights FILE"
         )
-    return Codec.from_weights(path, device)
+    return Codec.from_weights(path, device, tile=tile)
 
 
-def decode(data: bytes, device: str = "cpu", weights=None) -> tuple[np.ndarray, LicFile]:
+def decode(data: bytes, device: str = "cpu", weights=None, tile: int = DEFAULT_TILE) -> tuple[np.ndarray, LicFile]:
     f = unpack(data)
-    return codec_for(f, device, weights).decode_file(f), f
+    return codec_for(f, device, weights, tile).decode_file(f), f

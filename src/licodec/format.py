@@ -24,6 +24,10 @@ Rules that keep old files decodable: the header never depends on registry order 
 named, not numbered); a new model adds a name, never changes how an existing name decodes;
 a reader refuses versions newer than it knows. Sizes are validated against `MAX_SIDE` and
 `MAX_PIXELS` before anything is allocated.
+
+How the encoder tiled its transforms (`licodec.models.tiling`) is deliberately not recorded (the
+flags byte stays 0): decoding depends only on the coded latents, which the streams carry
+exactly, and the decoder tiles its synthesis transform as it chooses.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from .errors import FormatError
 MAGIC = b"\x89LIC"
 VERSION = 1
 MAX_SIDE = 65_535
-MAX_PIXELS = 2**26  # 67 Mpx; larger images need tiling (not supported yet)
+MAX_PIXELS = 2**26  # 67 Mpx (64 Mi): coding tiles the transforms, but the latents and the uint8 image stay whole
 MAX_STREAMS = 16
 _FIXED = struct.Struct("<8sfIIBBIB")  # fingerprint, quality, h, w, channels, bit depth, latent crc, k
 

@@ -12,7 +12,14 @@ same transforms and context model:
 argument is ignored.
 
 Inputs are (1, 3, H, W) tensors in [0, 1] of any size: `compress` pads (replicate) to a multiple
-of ``downsample`` and `decompress` crops back.
+of ``downsample`` and `decompress` crops back. `compress` also takes uint8 tensors (0..255, read as
+x/255), which the transforms convert tile by tile.
+
+Large images: with ``model.tile = T`` (pixels, a multiple of 64; 0, the default: never) the
+transforms g_a and g_s run tile by tile (`licodec.models.tiling`) whenever the model is in eval
+mode without autograd and the image is larger than T, so that their activations — most of the
+memory of coding — are bounded by the tile size. The entropy models run on the whole y (1/16 of
+the resolution) and z (1/64). The codec (`licodec.codec.Codec`) sets ``tile``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import ClassVar, Optional
 
 import torch
@@ -28,6 +36,7 @@ from torch import Tensor, nn
 
 from ..rate import check_quality
 from .gain import GainUnits
+from .tiling import check_tile, margins, tiled
 
 
 @dataclass
@@ -64,10 +73,23 @@ def pad_to(x: Tensor, multiple: int) -> Tensor:
     return x
 
 
+def _as_float(x: Tensor) -> Tensor:
+    """uint8 0..255 -> float32 x/255 (as `licodec.codec.to_tensor`); other dtypes unchanged."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
+def _clamp_to(dtype: torch.dtype):
+    """x̂ -> what an output of ``dtype`` stores: clamped to [0, 1]; uint8: round(255·x̂) (as `licodec.codec.to_uint8`)."""
+    if dtype == torch.uint8:
+        return lambda t: t.clamp(0, 1).mul_(255).round_().to(torch.uint8)
+    return lambda t: t.clamp(0, 1)
+
+
 class CompressionModel(nn.Module):
     name: ClassVar[str] = ""  # set by @register_model
     config_cls: ClassVar[type]
     downsample: ClassVar[int] = 64  # total stride of g_a ∘ h_a
+    analysis_stride: ClassVar[int] = 16  # stride of g_a: y is (B,M,H/16,W/16)
 
     def __init__(self, config) -> None:
         super().__init__()
@@ -75,6 +97,27 @@ class CompressionModel(nn.Module):
         self.bf16_transforms = False  # training option: run g_a/g_s under bfloat16 autocast (never when coding)
         levels = getattr(config, "rate_levels", 0)
         self.gain = GainUnits(config.M, levels) if levels else None
+        self.tile = 0  # pixels; > 0: run g_a/g_s tile by tile on larger images when coding (see above)
+        self._margins: tuple[int, int] | None = None
+
+    @property
+    def tile(self) -> int:
+        return self._tile
+
+    @tile.setter
+    def tile(self, value: int) -> None:
+        self._tile = check_tile(value)
+
+    def tile_margins(self) -> tuple[int, int]:
+        """(g_a margin in pixels, g_s margin in latent positions): at least the receptive-field
+        radius of each transform (`licodec.models.tiling.margins`)."""
+        if self._margins is None:
+            self._margins = margins(self.g_a, self.g_s, self.analysis_stride)
+        return self._margins
+
+    def _tiling(self, height: int, width: int) -> bool:
+        """Whether to tile a transform whose full-resolution side is height x width pixels."""
+        return 0 < self._tile < max(height, width) and not self.training and not torch.is_grad_enabled()
 
     @property
     def variable_rate(self) -> bool:
@@ -96,15 +139,34 @@ class CompressionModel(nn.Module):
         return q.expand(batch) if q.numel() == 1 else q
 
     def analysis(self, x: Tensor, q: Optional[Tensor]) -> Tensor:
-        """y = g_a(x), times the gain γ(q) for variable-rate models: (B,3,H,W) -> (B,M,H/16,W/16)."""
-        y = self.transform(self.g_a, x)
+        """y = g_a(x), times the gain γ(q) for variable-rate models: (B,3,H,W) -> (B,M,H/16,W/16).
+
+        x: float in [0, 1], or uint8 (read as x/255); H, W multiples of 16. Tiled when `tile` says so."""
+        s = self.analysis_stride
+        if self._tiling(*x.shape[-2:]):
+            y = tiled(self.g_a, x, self._tile, self.tile_margins()[0], Fraction(1, s), prep=_as_float)
+        else:
+            y = self.transform(self.g_a, _as_float(x))
         return y if q is None else y * self.gain.gain(q)
 
-    def synthesis(self, y_hat: Tensor, q: Optional[Tensor]) -> Tensor:
-        """x̂ = g_s(ŷ), ŷ first times the inverse gain γ'(q) for variable-rate models."""
+    def synthesis(self, y_hat: Tensor, q: Optional[Tensor], out: Optional[Tensor] = None) -> Tensor:
+        """x̂ = g_s(ŷ), ŷ first times the inverse gain γ'(q) for variable-rate models:
+        (B,M,h,w) -> (B,3,16h,16w). Tiled when `tile` says so.
+
+        out: when given, (B,3,H',W') with H' <= 16h, W' <= 16w: x̂ is written into it cropped to
+        its size and clamped to [0, 1] — as round(255·x̂) if out is uint8 — and out is returned;
+        tiled, the whole float x̂ is then never built."""
         if q is not None:
             y_hat = y_hat * self.gain.inverse_gain(q)
-        return self.transform(self.g_s, y_hat)
+        s = self.analysis_stride
+        post = None if out is None else _clamp_to(out.dtype)
+        if self._tiling(s * y_hat.shape[-2], s * y_hat.shape[-1]):
+            return tiled(self.g_s, y_hat, self._tile // s, self.tile_margins()[1], s, out=out, post=post)
+        x_hat = self.transform(self.g_s, y_hat)
+        if out is None:
+            return x_hat
+        out.copy_(post(x_hat[..., : out.shape[-2], : out.shape[-1]]))
+        return out
 
     def transform(self, f: nn.Module, x: Tensor) -> Tensor:
         """Apply g_a or g_s; in training with ``bf16_transforms`` under bfloat16 autocast, returning
@@ -133,11 +195,18 @@ class CompressionModel(nn.Module):
 
     @torch.no_grad()
     def decompress(self, streams: list[bytes], hw: tuple[int, int], checksum: int | None = None,
-                   quality=None) -> Tensor:
-        """Streams -> x̂ (1, 3, H, W) in [0, 1]; verifies the latent checksum when given."""
+                   quality=None, out: Optional[Tensor] = None) -> Tensor:
+        """Streams -> x̂ (1, 3, H, W) in [0, 1]; verifies the latent checksum when given.
+
+        out: a (1, 3, H, W) tensor to write x̂ into (any dtype, device and strides; uint8 receives
+        round(255·x̂)), returned instead of a new float tensor; see `synthesis`."""
+        if out is not None and tuple(out.shape) != (1, 3, *hw):
+            raise ValueError(f"out must have shape (1, 3, {hw[0]}, {hw[1]}), got {tuple(out.shape)}")
         q = self.quality_tensor(quality, 1, self.device)
         lat = self.decode_latents(streams, hw)
         self.check_latents(checksum, lat["z_hat"], lat["y_hat"])
+        if out is not None:
+            return self.synthesis(lat["y_hat"], q, out=out)
         return self.synthesis(lat["y_hat"], q).clamp_(0, 1)[..., : hw[0], : hw[1]]
 
     @staticmethod
