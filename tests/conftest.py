@@ -7,7 +7,9 @@ from pathlib import Path
 from licodec.registry import create_model
 from licodec.weights import save_weights
 
-from licodec.testing import TINY, TINY_CONFIGS  # noqa: F401  (re-exported to the tests)
+from licodec.testing import TINY, TINY_CCA, TINY_CONFIGS  # noqa: F401  (re-exported to the tests)
+
+HYPERPRIOR_MODELS = ["bmshj2018-hyperprior", "mbt2018-mean"]
 
 
 def tiny_model(name: str, seed: int = 0, **config):

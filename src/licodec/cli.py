@@ -94,7 +94,7 @@ def cmd_compress(a) -> int:
 
 
 def cmd_decompress(a) -> int:
-    from .codec import codec_for
+    from .codec import check_decode_budget, codec_for
     from .format import unpack
     from .imageio import output_format, to_output
 
@@ -104,6 +104,7 @@ def cmd_decompress(a) -> int:
     out = _out_path(inp, a.output, ".decoded.png", a.force)
     fmt = output_format(out)
     f = unpack(data)
+    check_decode_budget(f, a.max_pixels)
     codec = codec_for(f, a.device, a.weights, a.tile)
     t0 = time.perf_counter()
     rgb = codec.decode_file(f)
@@ -216,11 +217,14 @@ def _tile(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(args_files: bool = False) -> argparse.ArgumentParser:
+    """``args_files``: expand ``@FILE`` arguments into the lines of FILE (``licodec @run.args``,
+    ``licodec train @run.args``); off for other commands so that file names starting with @ work."""
     from .codec import DEFAULT_MODEL, DEFAULT_QUALITY
     from .models.tiling import DEFAULT_TILE
 
-    p = argparse.ArgumentParser(prog="licodec", description="Learned image codec with real bitstreams.")
+    p = argparse.ArgumentParser(prog="licodec", description="Learned image codec with real bitstreams.",
+                                fromfile_prefix_chars="@" if args_files else None)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -248,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decompress", help=".lic -> image (PNG by default)")
     d.add_argument("input")
     common(d, "weight file, if the file was made with weights that are not shipped")
+    d.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse files that declare more than N pixels (decoding untrusted files; "
+                        "default: the format's limit, 64 Mi)")
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", help="show a .lic header")
@@ -290,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(bool(argv) and (argv[0] == "train" or argv[0].startswith("@"))).parse_args(argv)
     from .errors import LicodecError
     from .registry import ConfigError, UnknownModelError
     from .weights import WeightsError

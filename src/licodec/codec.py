@@ -157,6 +157,19 @@ def codec_for(f: LicFile, device: str = "cpu", weights: str | Path | None = None
     return Codec.from_weights(path, device, tile=tile)
 
 
-def decode(data: bytes, device: str = "cpu", weights=None, tile: int = DEFAULT_TILE) -> tuple[np.ndarray, LicFile]:
+def check_decode_budget(f: LicFile, max_pixels: int | None) -> None:
+    """Refuse a file that declares more pixels than ``max_pixels`` before any decoding work.
+
+    Decoding costs time and memory in proportion to the image size the header declares, and a
+    tiny file can declare a huge image (every format's "decompression bomb"); `unpack` caps it
+    at `licodec.format.MAX_PIXELS`, and a service decoding untrusted files sets a lower budget."""
+    if max_pixels is not None and f.num_pixels > max_pixels:
+        raise FormatError(f"the file declares a {f.width}x{f.height} image ({f.num_pixels / 1e6:.1f} Mpx), "
+                          f"above the decode limit of {max_pixels / 1e6:.1f} Mpx (--max-pixels)")
+
+
+def decode(data: bytes, device: str = "cpu", weights=None, tile: int = DEFAULT_TILE,
+           max_pixels: int | None = None) -> tuple[np.ndarray, LicFile]:
     f = unpack(data)
+    check_decode_budget(f, max_pixels)
     return codec_for(f, device, weights, tile).decode_file(f), f

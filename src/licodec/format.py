@@ -7,7 +7,7 @@ All integers little-endian. Layout::
     4       1      format version (1)
     5       1      flags (reserved, 0)
     6       1      n = length of the model name (1..64)
-    7       n      model name, ASCII: the registry key (e.g. "mbt2018-mean")
+    7       n      model name, ASCII [a-z0-9][a-z0-9.-]*: the registry key (e.g. "mbt2018-mean")
     7+n     8      weights fingerprint (first 8 bytes of SHA-256 over the weight tensors)
     +8      4      quality, float32
     +4      4      image height, u32
@@ -32,6 +32,7 @@ exactly, and the decoder tiles its synthesis transform as it chooses.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ VERSION = 1
 MAX_SIDE = 65_535
 MAX_PIXELS = 2**26  # 67 Mpx (64 Mi): coding tiles the transforms, but the latents and the uint8 image stay whole
 MAX_STREAMS = 16
+MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")  # registry keys; nothing a terminal would interpret
 _FIXED = struct.Struct("<8sfIIBBIB")  # fingerprint, quality, h, w, channels, bit depth, latent crc, k
 
 
@@ -74,9 +76,9 @@ def check_size(height: int, width: int) -> None:
 
 
 def pack(f: LicFile) -> bytes:
+    if not MODEL_NAME.fullmatch(f.model):
+        raise ValueError(f"model name must match {MODEL_NAME.pattern}, got {f.model!r}")
     name = f.model.encode("ascii")
-    if not 1 <= len(name) <= 64:
-        raise ValueError("model name must be 1..64 ASCII characters")
     if len(f.fingerprint) != 8:
         raise ValueError("fingerprint must be 8 bytes")
     if not 1 <= len(f.streams) <= MAX_STREAMS:
@@ -108,10 +110,9 @@ def unpack(data: bytes) -> LicFile:
         raise FormatError("corrupt or truncated .lic file (checksum mismatch)")
     if flags != 0 or not 1 <= n <= 64:
         raise FormatError("corrupt .lic header")
-    try:
-        model = data[7:pos].decode("ascii")
-    except UnicodeDecodeError:
-        raise FormatError("corrupt .lic header (model name)") from None
+    model = data[7:pos].decode("latin-1")
+    if not MODEL_NAME.fullmatch(model):
+        raise FormatError("corrupt .lic header (model name)")
     fp, quality, h, w, channels, depth, lcrc, k = _FIXED.unpack_from(data, pos)
     pos += _FIXED.size
     check_size(h, w)
