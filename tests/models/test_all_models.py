@@ -136,3 +136,22 @@ def test_trailing_data_and_empty_streams_are_refused(name):
             streams[i] = bad
             with pytest.raises(CodingError):
                 m.decode_latents(streams, (64, 64))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_latent_flipped_in_the_decoder_is_caught(name, monkeypatch):
+    """Encoder/decoder divergence (simulated: one decoded latent off by one) never reaches g_s."""
+    m = tiny_model(name)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    enc = m.compress(x)
+    decode_latents = m.decode_latents
+
+    def diverging(streams, hw):
+        lat = decode_latents(streams, hw)
+        lat["y_hat"] = lat["y_hat"].clone()
+        lat["y_hat"].view(-1)[7] += 1
+        return lat
+
+    monkeypatch.setattr(m, "decode_latents", diverging)
+    with pytest.raises(LatentMismatchError):
+        m.decompress(enc.streams, (64, 64), enc.checksum)
