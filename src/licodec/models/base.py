@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import ClassVar, Optional
@@ -51,6 +52,28 @@ class Encoded:
     streams: list[bytes]
     checksum: int  # CRC32 of ẑ and ŷ (float32 bytes): catches encoder/decoder divergence
     latents: dict[str, Tensor] = field(default_factory=dict, repr=False)  # {"z_hat", "y_hat"} as coded
+
+
+@contextmanager
+def coding_threads():
+    """Run the networks whose outputs become entropy-coded symbols on one CPU thread.
+
+    oneDNN splits a convolution's float reductions by thread count, so g_a, h_s or a context model
+    give slightly different floats with 1, 2 or 4 threads; a mean or scale near a quantization
+    boundary then lands on the other side, the symbols change, and a file encoded with one thread
+    count would not decode with another. One thread for g_a, h_a, h_s and the context models (in
+    the encoder and the decoder) makes the .lic bytes and the decoded latents independent of
+    ``torch.set_num_threads``; g_s, whose output is only rounded to 8 bits, keeps every thread.
+    """
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 class LatentMismatchError(ValueError):

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..entropy import CodingError, FactorizedPrior, GaussianConditional, RangeDecoder, RangeEncoder
 from ..layers import GDN, conv, deconv
 from ..registry import register_model
-from .base import CompressionModel, Encoded, RateConfig, latent_checksum, pad_to
+from .base import CompressionModel, Encoded, RateConfig, coding_threads, latent_checksum, pad_to
 
 
 @dataclass
@@ -99,11 +99,12 @@ class HyperpriorModel(CompressionModel):
 
     @torch.no_grad()
     def compress(self, x: Tensor, quality=None) -> Encoded:
-        y = self.analysis(pad_to(x, self.downsample), self.quality_tensor(quality, x.shape[0], x.device))
-        z = self.h_a(y)
-        enc_z, enc_y = RangeEncoder(), RangeEncoder()
-        z_hat = self.entropy_bottleneck.compress(enc_z, z, self.entropy_bottleneck.tables())
-        y_hat = self.y_compress(enc_y, y, self.h_s(z_hat))
+        with coding_threads():  # the symbols must not depend on the thread count
+            y = self.analysis(pad_to(x, self.downsample), self.quality_tensor(quality, x.shape[0], x.device))
+            z = self.h_a(y)
+            enc_z, enc_y = RangeEncoder(), RangeEncoder()
+            z_hat = self.entropy_bottleneck.compress(enc_z, z, self.entropy_bottleneck.tables())
+            y_hat = self.y_compress(enc_y, y, self.h_s(z_hat))
         return Encoded([enc_z.finish(), enc_y.finish()], latent_checksum(z_hat, y_hat), {"z_hat": z_hat, "y_hat": y_hat})
 
     def latent_shapes(self, hw: tuple[int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -119,10 +120,11 @@ class HyperpriorModel(CompressionModel):
             raise CodingError("empty entropy-coded stream")
         y_shape, z_shape = self.latent_shapes(hw)
         dec_z, dec_y = RangeDecoder(streams[0]), RangeDecoder(streams[1])
-        z_hat = self.entropy_bottleneck.decompress(dec_z, z_shape, self.entropy_bottleneck.tables(), self.device)
-        dec_z.check_finished()
-        y_hat = self.y_decompress(dec_y, self.h_s(z_hat), y_shape)
-        dec_y.check_finished()
+        with coding_threads():  # as in compress: the same floats whatever the thread count
+            z_hat = self.entropy_bottleneck.decompress(dec_z, z_shape, self.entropy_bottleneck.tables(), self.device)
+            dec_z.check_finished()
+            y_hat = self.y_decompress(dec_y, self.h_s(z_hat), y_shape)
+            dec_y.check_finished()
         return {"z_hat": z_hat, "y_hat": y_hat}
 
 
