@@ -22,3 +22,18 @@ for pair in "1 5" "2 6"; do
 done
 mkdir -p src/licodec/weights
 cp runs/mbt-q*/mbt2018-mean-q*.safetensors src/licodec/weights/
+
+# variable rate (the weights `licodec compress` uses since 0.2): the q3 weights fine-tuned with gain
+# units (gains centred on q3), every image of a batch at its own q ~ U[1, 8]; 8000 steps, cosine
+# from 1e-4, one thread (~40 min on this machine), stored as float16
+licodec train -m mbt2018-mean --init src/licodec/weights/mbt2018-mean-q3.safetensors --variable-rate \
+  --out runs/mbt-vr --steps 8000 --lr 1e-4 --lr-schedule cosine --threads 1 --half \
+  --batch-size 4 --patch 256 --bf16 --checkpoint-minutes 10 --val-every 1000 --resume
+cp runs/mbt-vr/mbt2018-mean-vr.safetensors src/licodec/weights/
+
+# han2024-cca, small config, variable rate, from scratch (in training: not shipped; the snapshot in
+# checkpoints/ continues with --init checkpoints/han2024-cca-vr.safetensors --variable-rate)
+CCA=$(python -c 'import json, licodec.models.cca as c; print(json.dumps(c.SMALL_CONFIG))')
+licodec train -m han2024-cca --config "$CCA" --variable-rate --out runs/cca-vr --steps 4500 --lr 2e-4 \
+  --lr-schedule cosine --threads 1 --half --batch-size 4 --patch 256 --bf16 --checkpoint-minutes 10 \
+  --val-every 1000 --tensorboard --resume

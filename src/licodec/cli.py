@@ -144,8 +144,11 @@ def cmd_models(a) -> int:
     shipped, vr = shipped_weights(), shipped_variable_rate()
     for name in model_names():
         doc = " ".join((get_model_class(name).__doc__ or "").split("\n\n")[0].split())
-        qs = ", ".join([f"q{q:g}" for q in sorted(shipped.get(name, {}))]
-                       + ([f"variable rate, any q in 1..{vr[name][0]}"] if name in vr else []))
+        fixed = ", ".join(f"q{q:g}" for q in sorted(shipped.get(name, {})))
+        qs = fixed
+        if name in vr:
+            qs = f"variable rate, any q in 1..{vr[name][0]}" + (
+                f" (fixed-rate {fixed} kept to decode older files)" if fixed else "")
         flag = " (default)" if name == DEFAULT_MODEL else ""
         print(f"{name}{flag}\n    {doc}\n    shipped weights: {qs or 'none (train with `licodec train`)'}")
     return 0

@@ -48,3 +48,12 @@ def test_cli_bench(tiny_weights, tmp_path, capsys):
     assert main(["bench", "--size", "big", "--weights", str(tiny_weights)]) == 1
     assert "--size" in capsys.readouterr().err
     assert parse_size("768x512") == (768, 512)
+
+
+def test_bench_variable_rate_weights(tmp_path):
+    from licodec.weights import save_weights
+
+    path = tmp_path / "vr.safetensors"
+    save_weights(tiny_model("mbt2018-mean", rate_levels=8), path, quality=None)
+    row = bench_one(BenchSpec("vr", path, "custom", 2.5), np.zeros((64, 96, 3), np.uint8), "cpu", 1, 0)
+    assert row["quality"] == 2.5 and row["flops"] > 0

@@ -108,12 +108,12 @@ def bench_input(image: str | None, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def count_flops(model, x) -> int:
+def count_flops(model, x, quality=None) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
+        model(x, quality)
     return int(counter.get_total_flops())
 
 
@@ -124,7 +124,7 @@ def bench_one(spec: BenchSpec, rgb: np.ndarray, device: str, repeat: int, warmup
     model = codec.model
     h, w = rgb.shape[:2]
     params = sum(p.numel() for p in model.parameters())
-    flops = count_flops(model, to_tensor(rgb, model.device))
+    flops = count_flops(model, to_tensor(rgb, model.device), codec.quality)
 
     def run():
         with entropy_coding_time() as enc_ec:

@@ -167,8 +167,9 @@ def learned_curves(models: list[str], qualities: list[float] | None, weights: li
         vr = shipped_variable_rate().get(name)
         if not shipped and vr is None:
             raise WeightsError(f"no shipped weights for {name!r}; pass --weights FILE (see `licodec models`)")
-        # default settings: every shipped quality, or the integer qualities of variable-rate weights
-        qs = qualities if qualities is not None else (sorted(shipped) or list(range(1, vr[0] + 1)))
+        # default settings: what `licodec compress -q` gives (`find_weights`): the integer qualities
+        # of the variable-rate weights when there are some, else every fixed-rate quality
+        qs = qualities if qualities is not None else (list(range(1, vr[0] + 1)) if vr else sorted(shipped))
         paths = {float(q): find_weights(name, float(q)) for q in qs}
         groups[name] = {"key": name, "label": name, "model": name, "paths": paths, "weights": "shipped"}
     for w in weights:
@@ -195,12 +196,22 @@ def learned_curves(models: list[str], qualities: list[float] | None, weights: li
     for g in groups.values():
         coder = _LearnedCoder(dict(sorted(g["paths"].items())), device)
         info = {"model": g["model"], "weights": g["weights"],
-                "files": {f"{q:g}": str(p) for q, p in coder.paths.items()}}
+                "files": {f"{q:g}": _display_path(p) for q, p in coder.paths.items()}}
         if "config" in g:
             info["config"] = g["config"]
         curves.append(Curve(g["key"], g["label"], "learned", "quality", list(coder.paths), ".lic",
                             coder.encode, coder.decode, coder.estimate, coder.warm_up, info))
     return curves
+
+
+def _display_path(path) -> str:
+    """A weight file as the report shows it: relative to the working directory when inside it
+    (no machine-specific absolute paths in committed reports), else as given."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
 
 
 def _custom_label(model: str, config: dict) -> str:
