@@ -31,9 +31,10 @@ licodec train -m mbt2018-mean --init src/licodec/weights/mbt2018-mean-q3.safeten
   --batch-size 4 --patch 256 --bf16 --checkpoint-minutes 10 --val-every 1000 --resume
 cp runs/mbt-vr/mbt2018-mean-vr.safetensors src/licodec/weights/
 
-# han2024-cca, small config, variable rate, from scratch (in training: not shipped; the snapshot in
-# checkpoints/ continues with --init checkpoints/han2024-cca-vr.safetensors --variable-rate)
+# han2024-cca, small config, variable rate, from scratch (in training: not shipped; 7 500 steps so far,
+# run in pieces with re-planned cosine schedules, see MODEL_CARD.md; the snapshot in checkpoints/
+# continues with --init checkpoints/han2024-cca-vr.safetensors --variable-rate)
 CCA=$(python -c 'import json, licodec.models.cca as c; print(json.dumps(c.SMALL_CONFIG))')
-licodec train -m han2024-cca --config "$CCA" --variable-rate --out runs/cca-vr --steps 4500 --lr 2e-4 \
+licodec train -m han2024-cca --config "$CCA" --variable-rate --out runs/cca-vr --steps 7500 --lr 2e-4 \
   --lr-schedule cosine --threads 1 --half --batch-size 4 --patch 256 --bf16 --checkpoint-minutes 10 \
   --val-every 1000 --tensorboard --resume
