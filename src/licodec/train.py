@@ -130,7 +130,7 @@ def load_checkpoint(path: Path, model, opt, gen: torch.Generator, rank: int = 0,
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
     tensors = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    _load_model_tensors(model, tensors)
     _optim_from_tensors(opt, {k: v.to(device) for k, v in tensors.items() if k.startswith("optim.")},
                         json.loads(meta["optim"]))
     if int(meta.get("ranks", 1)) != world or f"rng.{rank}.torch" not in tensors:
@@ -155,14 +155,23 @@ def export_checkpoint(ckpt: Path, path: Path, half: bool = False) -> Path:
         if args.get("variable_rate"):
             config["rate_levels"] = int(MAX_QUALITY)
         model = create_model(args["model"], config)
-    tensors = load_file(str(ckpt))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
-    vr = model.variable_rate
+    _load_model_tensors(model, load_file(str(ckpt)))
     lmbda = args.get("lmbda") or LAMBDAS[args["quality"]]
-    save_weights(model.eval(), path, quality=None if vr else args["quality"], lmbda=None if vr else lmbda,
-                 extra={"steps": int(meta["step"]), "patch": args["patch"], "batch_size": args["batch_size"],
-                        "from_checkpoint": True}, half=half)
+    _export(model.eval(), path, args["quality"], lmbda, half,
+            {"steps": int(meta["step"]), "patch": args["patch"], "batch_size": args["batch_size"], "from_checkpoint": True})
     return path
+
+
+def _load_model_tensors(model, tensors: dict) -> None:
+    """A checkpoint's ``model.*`` tensors into ``model`` (strict)."""
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+
+
+def _export(model, path: Path, quality: int, lmbda: float, half: bool, extra: dict) -> None:
+    """Trained weights as a weight file: at ``quality``/``lmbda`` for fixed-rate models; variable-rate
+    ones record neither (they serve every quality)."""
+    vr = model.variable_rate
+    save_weights(model, path, quality=None if vr else quality, lmbda=None if vr else lmbda, extra=extra, half=half)
 
 
 @torch.no_grad()
@@ -205,6 +214,13 @@ def learning_rate(args: argparse.Namespace, step: int) -> float:
 VAL_QUALITIES = (1.0, 4.0, 8.0)  # where variable-rate models are validated
 
 
+def _val_points(variable_rate: bool, lmbda: float) -> list[tuple[float | None, float, str]]:
+    """(quality passed to the model, λ of the RD cost, suffix of the log columns) per validation point."""
+    if not variable_rate:
+        return [(None, lmbda, "")]
+    return [(q, lambda_for(q), f"_q{q:g}") for q in VAL_QUALITIES]
+
+
 @torch.no_grad()
 def validate(model, images: list[torch.Tensor], quality: float | None = None) -> dict[str, float]:
     """Mean estimated bpp and PSNR over whole validation images (rounded latents)."""
@@ -221,21 +237,16 @@ def validate(model, images: list[torch.Tensor], quality: float | None = None) ->
 
 def validate_all(model, images, lmbda: float) -> tuple[dict[str, float], float]:
     """{column: value} for the log, and the RD cost (Σ over qualities of bpp + λ·255²·MSE) to track."""
-    if not model.variable_rate:
-        v = validate(model, images)
-        return v, v["val_bpp"] + lmbda * 255**2 * 10 ** (-v["val_psnr"] / 10)
     cols, cost = {}, 0.0
-    for q in VAL_QUALITIES:
+    for q, lam, suffix in _val_points(model.variable_rate, lmbda):
         v = validate(model, images, q)
-        cols.update({f"{k}_q{q:g}": x for k, x in v.items()})
-        cost += v["val_bpp"] + lambda_for(q) * 255**2 * 10 ** (-v["val_psnr"] / 10)
+        cols.update({k + suffix: x for k, x in v.items()})
+        cost += v["val_bpp"] + lam * 255**2 * 10 ** (-v["val_psnr"] / 10)
     return cols, cost
 
 
 def val_columns(variable_rate: bool) -> list[str]:
-    if not variable_rate:
-        return ["val_bpp", "val_psnr"]
-    return [f"{k}_q{q:g}" for q in VAL_QUALITIES for k in ("val_bpp", "val_psnr")]
+    return [k + suffix for _, _, suffix in _val_points(variable_rate, 0.0) for k in ("val_bpp", "val_psnr")]
 
 
 class _Dist:
@@ -393,10 +404,8 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
     if dd.main:
         model.eval()
         v = validate_all(model, val_images, lmbda)[0] if val_images else {}
-        save_weights(model, export, quality=None if model.variable_rate else args.quality,
-                     lmbda=None if model.variable_rate else lmbda,
-                     extra={"steps": step, "patch": args.patch, "batch_size": args.batch_size,
-                            "processes": dd.world, **v}, half=args.half)
+        _export(model, export, args.quality, lmbda, args.half,
+                {"steps": step, "patch": args.patch, "batch_size": args.batch_size, "processes": dd.world, **v})
         print(f"wrote {export}")
     return export
 

@@ -14,8 +14,10 @@ import hashlib
 import json
 import os
 import tempfile
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors import SafetensorError
@@ -99,6 +101,11 @@ def save_weights(model, path, quality: float | None, lmbda: float | None = None,
     return fp
 
 
+def metadata_quality(meta: dict) -> float | None:
+    """The quality a weight file's metadata records: a number, or None for variable-rate weights."""
+    return None if meta["quality"] == VARIABLE else float(meta["quality"])
+
+
 def read_metadata(path) -> dict:
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -120,7 +127,7 @@ def load_weights(path, device: str | torch.device = "cpu", expect_model: str | N
     get_model_class(name)
     try:
         config = json.loads(meta["config"])
-        quality = None if meta["quality"] == VARIABLE else float(meta["quality"])
+        quality = metadata_quality(meta)
         model = create_model(name, config)
         state = load_file(str(path))
     except (ValueError, TypeError, KeyError, SafetensorError) as e:
@@ -150,36 +157,45 @@ def shipped_dir() -> Path:
     return Path(str(resources.files("licodec") / "weights"))
 
 
-def _shipped() -> list[tuple[str, float | None, int, Path]]:
-    """(model, quality or None, rate levels, path) of every weight file bundled in the package."""
+class Shipped(NamedTuple):
+    model: str
+    quality: float | None  # None: variable rate
+    levels: int  # rate levels of variable-rate weights (0: fixed rate)
+    fingerprint: str  # hex, as in the metadata
+    path: Path
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> tuple[Shipped, ...]:
+    """Every weight file bundled in the package, read once per process (the package does not change)."""
     d = shipped_dir()
     out = []
     for p in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
         try:
             meta = read_metadata(p)
             levels = int(json.loads(meta["config"]).get("rate_levels", 0))
+            out.append(Shipped(meta["model"], metadata_quality(meta), levels, meta["fingerprint"], p))
         except (WeightsError, ValueError, KeyError):
             continue
-        out.append((meta["model"], None if meta["quality"] == VARIABLE else float(meta["quality"]), levels, p))
-    return out
+    return tuple(out)
 
 
 def shipped_weights() -> dict[str, dict[float, Path]]:
     """{model name: {quality: path}} for the fixed-rate weights bundled in the package."""
     out: dict[str, dict[float, Path]] = {}
-    for model, q, _, p in _shipped():
-        if q is not None:
-            out.setdefault(model, {})[q] = p
+    for w in _shipped():
+        if w.quality is not None:
+            out.setdefault(w.model, {})[w.quality] = w.path
     return out
 
 
 def shipped_variable_rate() -> dict[str, tuple[int, Path]]:
     """{model name: (rate levels L, path)} for the variable-rate weights bundled in the package."""
-    return {model: (levels, p) for model, q, levels, p in _shipped() if q is None}
+    return {w.model: (w.levels, w.path) for w in _shipped() if w.quality is None}
 
 
 def shipped_models() -> list[str]:
-    return sorted({model for model, *_ in _shipped()})
+    return sorted({w.model for w in _shipped()})
 
 
 def find_weights(model: str, quality: float) -> Path:
@@ -200,7 +216,4 @@ def find_weights(model: str, quality: float) -> Path:
 
 
 def find_by_fingerprint(model: str, fp: bytes) -> Path | None:
-    for name, _, _, p in _shipped():
-        if name == model and read_metadata(p)["fingerprint"] == fp.hex():
-            return p
-    return None
+    return next((w.path for w in _shipped() if w.model == model and w.fingerprint == fp.hex()), None)

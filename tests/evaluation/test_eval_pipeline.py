@@ -76,7 +76,7 @@ def test_missing_codec_is_skipped_with_a_notice(images, tmp_path, monkeypatch, c
 def test_cli_eval_and_clean_errors(images, tmp_path, capsys, monkeypatch):
     for optional in ("imageio_ffmpeg", "imagecodecs"):  # as in CI: errors stay one line despite skipped codecs
         monkeypatch.setitem(sys.modules, optional, None)
-    monkeypatch.setattr("licodec.weights._shipped", lambda: [])  # as if no weights were shipped
+    monkeypatch.setattr("licodec.weights._shipped", lambda: ())  # as if no weights were shipped
     out = tmp_path / "cli"
     assert main(["eval", str(images), "--codecs", "jpeg", "-o", str(out), "--no-progress"]) == 0
     assert "JPEG (4:2:0) **(anchor)**" in capsys.readouterr().out

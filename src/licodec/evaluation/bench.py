@@ -215,7 +215,7 @@ def bench_specs(models: list[str], quality: float | None, weights: list[str], tm
     from ..registry import create_model, get_model_class, model_names
     from ..errors import notice
     from ..weights import (
-        VARIABLE, find_weights, read_metadata, save_weights, shipped_variable_rate, shipped_weights,
+        find_weights, metadata_quality, read_metadata, save_weights, shipped_variable_rate, shipped_weights,
     )
 
     specs = []
@@ -236,11 +236,10 @@ def bench_specs(models: list[str], quality: float | None, weights: list[str], tm
         specs.append(BenchSpec(name, path, "random init"))
     for w in weights:
         meta = read_metadata(w)
-        if meta["quality"] == VARIABLE:
-            q = DEFAULT_QUALITY if quality is None else quality
-            specs.append(BenchSpec(f"{meta['model']} q{q:g} ({Path(w).name})", Path(w), "custom", q))
-        else:
-            specs.append(BenchSpec(f"{meta['model']} q{float(meta['quality']):g} ({Path(w).name})", Path(w), "custom"))
+        fixed = metadata_quality(meta)  # variable-rate weights (None) run at the asked or default quality
+        q = fixed if fixed is not None else (DEFAULT_QUALITY if quality is None else quality)
+        specs.append(BenchSpec(f"{meta['model']} q{q:g} ({Path(w).name})", Path(w), "custom",
+                               None if fixed is not None else q))
     return specs
 
 

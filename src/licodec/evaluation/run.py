@@ -156,7 +156,8 @@ def learned_curves(models: list[str], qualities: list[float] | None, weights: li
     from ..codec import resolve_device
     from ..registry import get_model_class
     from ..weights import (
-        VARIABLE, WeightsError, find_weights, load_weights, read_metadata, shipped_variable_rate, shipped_weights,
+        WeightsError, find_weights, load_weights, metadata_quality, read_metadata, shipped_variable_rate,
+        shipped_weights,
     )
 
     resolve_device(device)  # a clear error for an unusable --device before any work
@@ -183,12 +184,12 @@ def learned_curves(models: list[str], qualities: list[float] | None, weights: li
             key = key if n == 0 else f"{key}{n + 1}"
             groups[gid] = {"key": key, "label": _custom_label(meta["model"], config), "model": meta["model"],
                            "paths": {}, "weights": "custom", "config": config}
-        if meta["quality"] == VARIABLE:  # variable rate: one file for every quality asked for
+        q = metadata_quality(meta)
+        if q is None:  # variable rate: one file for every quality asked for
             levels = int(config.get("rate_levels", 0))
             for q in qualities if qualities is not None else range(1, levels + 1):
                 groups[gid]["paths"][float(q)] = Path(w)
             continue
-        q = float(meta["quality"])
         if q in groups[gid]["paths"]:
             raise LicodecError(f"{w} and {groups[gid]['paths'][q]} are both {meta['model']} quality {q:g} weights")
         groups[gid]["paths"][q] = Path(w)
