@@ -13,7 +13,7 @@ import torch
 from conftest import tiny_model
 
 from licodec.codec import Codec
-from licodec.format import pack, unpack
+from licodec.format import VERSION, pack, unpack
 from licodec.fuzz import Mutator, Seed, check_cli, layout, run_case, run_fuzz
 from licodec.weights import save_weights
 
@@ -101,7 +101,8 @@ def test_stream_boundary_shift_behind_valid_crc(seeds):
     ("width", 0, "invalid image size"),
     ("k", 0, "stream table"),
     ("channels", 2, "unsupported image layout"),
-    ("version", 2, "newer than this licodec"),
+    ("version", VERSION + 1, "newer than this licodec"),
+    ("version", 0, "invalid .lic format version"),
 ])
 def test_header_fields_behind_valid_crc(seeds, field, value, message):
     s = seeds[1]

@@ -91,3 +91,47 @@ def test_bytes_and_latents_do_not_depend_on_the_thread_count(sample_rgb):
                 decode(files[0])
     finally:
         torch.set_num_threads(n)
+
+
+def test_files_decode_whatever_order_the_machine_sums_in(sample_rgb, monkeypatch):
+    """Format version 2: the decoder's entropy parameters are exact, so a machine that sums the
+    convolutions of h_s in another order (here: input channels reversed, as a GPU or another CPU
+    kernel might) decodes every file; version 1 files (float32 on one thread) decode as before."""
+    from licodec.entropy import exact
+    from licodec.format import unpack
+    from licodec.testing import ReorderedConvolutions
+
+    codec = Codec.pretrained(DEFAULT_MODEL, 5.0)
+    v2, v1 = codec.encode(sample_rgb), codec.encode(sample_rgb, version=1)
+    assert unpack(v2).version == 2 and unpack(v1).version == 1
+    assert abs(len(v2) - len(v1)) < 0.01 * len(v1)  # the exact parameters cost nothing measurable
+    rgb1, _ = decode(v1)
+    reordered = ReorderedConvolutions()
+    monkeypatch.setattr(exact, "F", reordered)
+    rgb2, _ = decode(v2)  # raises if a single latent differed (checksum)
+    assert reordered.calls > 0
+    assert codec.encode(sample_rgb) == v2
+    assert rgb1.shape == rgb2.shape == sample_rgb.shape
+
+
+def test_float_parameters_would_not_survive_another_summation_order(sample_rgb, monkeypatch):
+    """The control for the test above: version 1 files (float32 entropy parameters) decoded with
+    reordered float sums fail for some quality — the failure format version 2 removes."""
+    import torch.nn.functional as F
+
+    from licodec.errors import FormatError
+
+    files = [Codec.pretrained(DEFAULT_MODEL, q).encode(sample_rgb, version=1) for q in default_qualities()]
+    conv2d, conv_transpose2d = F.conv2d, F.conv_transpose2d
+    monkeypatch.setattr(F, "conv2d", lambda x, w, b=None, s=1, p=0, d=1, g=1:
+                        conv2d(x.flip(1), w.flip(1), b, s, p, d, g) if g == 1 else conv2d(x, w, b, s, p, d, g))
+    monkeypatch.setattr(F, "conv_transpose2d", lambda x, w, b=None, s=1, p=0, op=0, g=1, d=1:
+                        conv_transpose2d(x.flip(1), w.flip(0), b, s, p, op, g, d))
+    failed = 0
+    for data in files:
+        try:
+            decode(data)
+        except FormatError as e:
+            assert "cannot decode" in str(e)
+            failed += 1
+    assert failed >= 1

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .errors import FormatError, LicodecError
-from .format import LicFile, check_size, pack, unpack
+from .format import VERSION as FORMAT_VERSION, LicFile, check_size, pack, unpack
 from .models.base import LatentMismatchError
 from .models.tiling import DEFAULT_TILE, check_tile
 from .entropy.coder import CodingError
@@ -116,13 +116,15 @@ class Codec:
         finally:
             self.model.tile = before
 
-    def encode(self, rgb: np.ndarray, channels: int = 3) -> bytes:
+    def encode(self, rgb: np.ndarray, channels: int = 3, version: int = FORMAT_VERSION) -> bytes:
+        """``version``: the .lic format version to write (1 only to make files for old readers
+        and tests; see `licodec.format`)."""
         h, w = rgb.shape[:2]
         check_size(h, w)
         with self._tiling():
-            enc = self.model.compress(to_uint8_tensor(rgb, self.model.device), self.quality)
+            enc = self.model.compress(to_uint8_tensor(rgb, self.model.device), self.quality, exact=version >= 2)
         return pack(LicFile(self.model.name, self.info["fingerprint"], self.quality, h, w,
-                            channels, 8, enc.checksum, enc.streams))
+                            channels, 8, enc.checksum, enc.streams, version))
 
     def decode_file(self, f: LicFile) -> np.ndarray:
         if f.model != self.model.name or f.fingerprint != self.info["fingerprint"]:
@@ -134,7 +136,7 @@ class Codec:
         try:
             with self._tiling():
                 self.model.decompress(f.streams, (f.height, f.width), f.latent_crc, f.quality,
-                                      out=rgb.permute(0, 3, 1, 2))
+                                      out=rgb.permute(0, 3, 1, 2), exact=f.version >= 2)
         except (CodingError, LatentMismatchError, ValueError) as e:
             raise FormatError(f"cannot decode: {e}") from None
         return rgb[0].numpy()

@@ -1,12 +1,16 @@
 """Training/validation images: every PNG/JPEG in a folder, held in memory as uint8 tensors,
-served as random crops with random flips (see `scripts/prepare_data.py` for the recipe)."""
+served as random crops with random flips and, optionally, random downscaling (see
+`scripts/prepare_data.py` for the recipe)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".ppm", ".bmp", ".tif", ".tiff"}
@@ -33,7 +37,14 @@ class CropSampler:
     """Random crops (with horizontal/vertical flips) from in-memory images, driven by a torch.Generator
     whose state is checkpointed, so a resumed run draws the same batches as an uninterrupted one."""
 
-    def __init__(self, folder, patch: int, generator: torch.Generator):
+    def __init__(self, folder, patch: int, generator: torch.Generator, max_scale: float = 1.0):
+        """max_scale > 1: each crop is cut at s·patch pixels and resized to patch (antialiased), s drawn
+        log-uniformly from [1, max_scale] (limited by the image size): the photo downscaled by s, which
+        adds fine texture to the crops (with the recipe's 2x-downsampled JPEGs and max_scale 2, crops
+        come from the originals downsampled 2-4x, the range the recipe allows)."""
+        if max_scale < 1:
+            raise ValueError(f"max_scale must be >= 1, got {max_scale}")
+        self.max_scale = max_scale
         self.images = [load_rgb(p) for p in list_images(folder)]
         self.images = [im for im in self.images if min(im.shape[1:]) >= patch]
         if not self.images:
@@ -49,9 +60,16 @@ class CropSampler:
         idx = torch.multinomial(self.weights, n, replacement=True, generator=self.g)
         for i in idx.tolist():
             im = self.images[i]
-            top = int(torch.randint(0, im.shape[1] - p + 1, (1,), generator=self.g))
-            left = int(torch.randint(0, im.shape[2] - p + 1, (1,), generator=self.g))
-            crop = im[:, top : top + p, left : left + p]
+            c = p  # side of the crop taken from the image, resized to p below
+            if self.max_scale > 1:
+                u = float(torch.rand((), generator=self.g, dtype=torch.float64))
+                c = min(round(p * math.exp(u * math.log(self.max_scale))), *im.shape[1:])
+            top = int(torch.randint(0, im.shape[1] - c + 1, (1,), generator=self.g))
+            left = int(torch.randint(0, im.shape[2] - c + 1, (1,), generator=self.g))
+            crop = im[:, top : top + c, left : left + c]
+            if c != p:  # (3, c, c) uint8 -> (3, p, p) uint8, area-like (antialiased bilinear) downscaling
+                small = F.interpolate(crop[None].float(), size=(p, p), mode="bilinear", antialias=True, align_corners=False)
+                crop = small[0].round_().clamp_(0, 255).to(torch.uint8)
             flips = torch.randint(0, 2, (2,), generator=self.g).tolist()
             if flips[0]:
                 crop = crop.flip(2)

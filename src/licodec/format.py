@@ -1,10 +1,10 @@
-"""The ``.lic`` container, format version 1.
+"""The ``.lic`` container, format versions 1 and 2.
 
 All integers little-endian. Layout::
 
     offset  size   field
     0       4      magic  b"\\x89LIC"
-    4       1      format version (1)
+    4       1      format version (2; 1 is still read, see below)
     5       1      flags (reserved, 0)
     6       1      n = length of the model name (1..64)
     7       n      model name, ASCII [a-z0-9][a-z0-9.-]*: the registry key (e.g. "mbt2018-mean")
@@ -19,6 +19,12 @@ All integers little-endian. Layout::
     +1      4k     stream lengths, u32 each
     ...            the k streams, concatenated
     end-4   4      CRC32 of every byte before it (header and payload)
+
+Versions 1 and 2 share this layout and differ in how the decoder computes the entropy parameters
+(the means and scale indices of the Gaussian conditional) from ẑ and the decoded ŷ: version 2 in
+exact arithmetic (`licodec.entropy.exact`: the same symbols on every machine, device and thread
+count); version 1 (licodec 0.1-0.2) in float32 on one thread, which decodes on the machine type
+that wrote the file. Writers make version 2; readers decode both, each as it was made.
 
 Rules that keep old files decodable: the header never depends on registry order (models are
 named, not numbered); a new model adds a name, never changes how an existing name decodes;
@@ -40,7 +46,7 @@ from dataclasses import dataclass
 from .errors import FormatError
 
 MAGIC = b"\x89LIC"
-VERSION = 1
+VERSION = 2  # written; every version from 1 up to it is read
 MAX_SIDE = 65_535
 MAX_PIXELS = 2**26  # 67 Mpx (64 Mi): coding tiles the transforms, but the latents and the uint8 image stay whole
 MAX_STREAMS = 16
@@ -84,7 +90,9 @@ def pack(f: LicFile) -> bytes:
     if not 1 <= len(f.streams) <= MAX_STREAMS:
         raise ValueError("1..16 streams")
     check_size(f.height, f.width)
-    head = bytearray(MAGIC + bytes([VERSION, 0, len(name)]) + name)
+    if not 1 <= f.version <= VERSION:
+        raise ValueError(f"format version must be in 1..{VERSION}, got {f.version}")
+    head = bytearray(MAGIC + bytes([f.version, 0, len(name)]) + name)
     head += _FIXED.pack(f.fingerprint, f.quality, f.height, f.width, f.channels, f.bit_depth,
                         f.latent_crc, len(f.streams))
     head += b"".join(struct.pack("<I", len(s)) for s in f.streams)

@@ -1,9 +1,15 @@
-"""Tiny configs of every registered model: random-init models of ~20k parameters whose coding runs
+"""Test helpers shared by the tests and the benchmarks.
+
+Tiny configs of every registered model: random-init models of ~20k parameters whose coding runs
 in milliseconds, for the tests, the fuzz run (`benchmarks/run_fuzz.py`) and quick experiments.
 
     from licodec.testing import TINY_CONFIGS
     model = create_model("han2024-cca", TINY_CONFIGS["han2024-cca"])
+
+`ReorderedConvolutions`: what another machine does to float sums, on this one.
 """
+
+import torch.nn.functional as F
 
 TINY = {"N": 16, "M": 24}
 TINY_CCA = {
@@ -19,3 +25,22 @@ TINY_CONFIGS = {
     "he2021-checkerboard": TINY,
     "han2024-cca": TINY_CCA,
 }
+
+
+class ReorderedConvolutions:
+    """Stands in for ``torch.nn.functional`` inside `licodec.entropy.exact` (monkeypatch its ``F``):
+    convolutions that sum their input channels in reverse order — the same mathematics in another
+    summation order, as another thread count, CPU kernel or GPU would. ``calls`` counts them."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def conv2d(self, x, w, b, stride, padding, dilation, groups):
+        self.calls += 1
+        if groups != 1:  # depthwise: nothing to reorder
+            return F.conv2d(x, w, b, stride, padding, dilation, groups)
+        return F.conv2d(x.flip(1), w.flip(1), b, stride, padding, dilation, groups)
+
+    def conv_transpose2d(self, x, w, b, stride, padding, output_padding, groups, dilation):
+        self.calls += 1
+        return F.conv_transpose2d(x.flip(1), w.flip(0), b, stride, padding, output_padding, groups, dilation)

@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--patch", type=int, default=256, help="crop size (multiple of 64)")
+    p.add_argument("--scale-aug", type=float, default=1.0,
+                   help="also downscale each crop by a random factor in [1, S] (log-uniform; 1: off). With the "
+                        "recipe's 2x-downsampled photos, 2 gives crops at 2-4x of the originals")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--lr-schedule", choices=["step", "cosine"], default="step",
                    help="step: lr/10 after --lr-drop of the steps; cosine: from lr down to lr/100 at --steps")
@@ -347,7 +350,7 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
     # each rank its own crops and noise; rank r of a run with seed s draws as seed s + r
     torch.manual_seed(args.seed + dd.rank)
     gen = torch.Generator().manual_seed(args.seed + dd.rank)
-    sampler = CropSampler(args.data, args.patch, gen)
+    sampler = CropSampler(args.data, args.patch, gen, args.scale_aug)
     val_images = [load_rgb(p) for p in list_images(args.val)] if args.val and dd.main else []
     step, best = 0, math.inf
     ckpt = out / CKPT

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import constriction
 
+from . import exact
+
 __all__ = ["CodingError", "RangeEncoder", "RangeDecoder", "TableSet"]
 
 
@@ -86,7 +88,8 @@ class TableSet:
         if entry is None:
             if not 0 <= t < self.count:
                 raise IndexError(f"table index {t} out of range")
-            pmf, low = self._build(t)
+            with exact.suspended():  # constants, not a network: plain float64 on the CPU
+                pmf, low = self._build(t)
             pmf = np.asarray(pmf, dtype=np.float64)
             entry = (constriction.stream.model.Categorical(pmf, perfect=False), int(low), len(pmf))
             self._cache[t] = entry

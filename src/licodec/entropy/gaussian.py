@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import exact
 from .coder import RangeDecoder, RangeEncoder, TableSet
 from .quantize import lower_bound, quantize
 
@@ -72,8 +73,28 @@ def offset_gaussian_tables() -> TableSet:
     )
 
 
+@lru_cache(maxsize=1)
+def scale_boundaries() -> Tensor:
+    """The σ where the nearest scale-table entry (in log space) changes: between entries i and i + 1
+    at SCALE_MIN·exp((i + 1/2)·step), float64 (127 values). Each is at least `exact.TABLE_MARGIN`
+    grid steps away from every point of the exact-arithmetic grid, so that machines whose exp
+    differs in the last bits still classify every grid value alike (checked here)."""
+    with exact.suspended():
+        b = torch.exp(math.log(SCALE_MIN) + _LOG_STEP * (torch.arange(SCALE_LEVELS - 1, dtype=torch.float64) + 0.5))
+        steps = b / exact.STEP
+    if ((steps - torch.round(steps)).abs() < exact.TABLE_MARGIN).any():  # pragma: no cover - see the tests
+        raise exact.InexactOperationError("a scale boundary is too close to a grid point")
+    return b
+
+
 def scale_index(sigma: Tensor) -> Tensor:
-    """Nearest scale-table entry in log space (int64, same shape)."""
+    """Nearest scale-table entry in log space (int64, same shape).
+
+    Inside `exact.exact_arithmetic()` (format version 2), σ is a grid value and the index is found
+    by comparing it with `scale_boundaries` — comparisons are exact everywhere, a float logarithm is
+    not. Outside (files of format version 1), by rounding the logarithm as those files were made."""
+    if exact.active():
+        return torch.bucketize(sigma.detach().double().cpu(), scale_boundaries(), right=True)
     sigma = sigma.detach().float().clamp(SCALE_MIN, SCALE_MAX)
     idx = torch.round((torch.log(sigma) - math.log(SCALE_MIN)) / _LOG_STEP)
     return idx.clamp(0, SCALE_LEVELS - 1).long()

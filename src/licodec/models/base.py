@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..entropy.exact import exact_arithmetic
 from ..rate import check_quality
 from .gain import GainUnits
 from .tiling import check_tile, margins, tiled
@@ -74,6 +75,20 @@ def coding_threads():
         yield
     finally:
         torch.set_num_threads(n)
+
+
+@contextmanager
+def parameter_arithmetic(exact: bool):
+    """How the networks that turn ẑ (and decoded ŷ) into table indices are evaluated when coding:
+    ``exact`` (files of format version 2): in exact arithmetic (`licodec.entropy.exact`), which gives
+    the same indices on every machine, device and thread count; otherwise (version 1 files, kept
+    decodable): in float32 on one thread (`coding_threads`), reproducible on one machine only."""
+    if exact:
+        with exact_arithmetic():
+            yield
+    else:
+        with coding_threads():
+            yield
 
 
 class LatentMismatchError(ValueError):
@@ -209,24 +224,28 @@ class CompressionModel(nn.Module):
     def forward(self, x: Tensor, quality=None) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def compress(self, x: Tensor, quality=None) -> Encoded:  # pragma: no cover - abstract
+    def compress(self, x: Tensor, quality=None, exact: bool = True) -> Encoded:  # pragma: no cover - abstract
+        """``exact``: the entropy parameters in exact arithmetic (`parameter_arithmetic`); False makes
+        the streams of format version 1."""
         raise NotImplementedError
 
-    def decode_latents(self, streams: list[bytes], hw: tuple[int, int]) -> dict[str, Tensor]:
-        """Entropy-decode the streams into {"z_hat", "y_hat"} (the latents `compress` coded)."""
+    def decode_latents(self, streams: list[bytes], hw: tuple[int, int], exact: bool = True) -> dict[str, Tensor]:
+        """Entropy-decode the streams into {"z_hat", "y_hat"} (the latents `compress` coded with the
+        same ``exact``)."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     @torch.no_grad()
     def decompress(self, streams: list[bytes], hw: tuple[int, int], checksum: int | None = None,
-                   quality=None, out: Optional[Tensor] = None) -> Tensor:
+                   quality=None, out: Optional[Tensor] = None, exact: bool = True) -> Tensor:
         """Streams -> x̂ (1, 3, H, W) in [0, 1]; verifies the latent checksum when given.
 
         out: a (1, 3, H, W) tensor to write x̂ into (any dtype, device and strides; uint8 receives
-        round(255·x̂)), returned instead of a new float tensor; see `synthesis`."""
+        round(255·x̂)), returned instead of a new float tensor; see `synthesis`.
+        exact: as the streams were made (`compress`)."""
         if out is not None and tuple(out.shape) != (1, 3, *hw):
             raise ValueError(f"out must have shape (1, 3, {hw[0]}, {hw[1]}), got {tuple(out.shape)}")
         q = self.quality_tensor(quality, 1, self.device)
-        lat = self.decode_latents(streams, hw)
+        lat = self.decode_latents(streams, hw, exact)
         self.check_latents(checksum, lat["z_hat"], lat["y_hat"])
         if out is not None:
             return self.synthesis(lat["y_hat"], q, out=out)

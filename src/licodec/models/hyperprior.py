@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..entropy import CodingError, FactorizedPrior, GaussianConditional, RangeDecoder, RangeEncoder
 from ..layers import GDN, conv, deconv
 from ..registry import register_model
-from .base import CompressionModel, Encoded, RateConfig, coding_threads, latent_checksum, pad_to
+from .base import CompressionModel, Encoded, RateConfig, coding_threads, latent_checksum, pad_to, parameter_arithmetic
 
 
 @dataclass
@@ -98,12 +98,13 @@ class HyperpriorModel(CompressionModel):
                 "y": y, "psi": psi}
 
     @torch.no_grad()
-    def compress(self, x: Tensor, quality=None) -> Encoded:
+    def compress(self, x: Tensor, quality=None, exact: bool = True) -> Encoded:
         with coding_threads():  # the symbols must not depend on the thread count
             y = self.analysis(pad_to(x, self.downsample), self.quality_tensor(quality, x.shape[0], x.device))
             z = self.h_a(y)
             enc_z, enc_y = RangeEncoder(), RangeEncoder()
             z_hat = self.entropy_bottleneck.compress(enc_z, z, self.entropy_bottleneck.tables())
+        with parameter_arithmetic(exact):  # the entropy parameters, as the decoder will compute them
             y_hat = self.y_compress(enc_y, y, self.h_s(z_hat))
         return Encoded([enc_z.finish(), enc_y.finish()], latent_checksum(z_hat, y_hat), {"z_hat": z_hat, "y_hat": y_hat})
 
@@ -113,16 +114,16 @@ class HyperpriorModel(CompressionModel):
         return (1, self.config.M, hp // 16, wp // 16), (1, self.config.N, hp // s, wp // s)
 
     @torch.no_grad()
-    def decode_latents(self, streams: list[bytes], hw: tuple[int, int]) -> dict[str, Tensor]:
+    def decode_latents(self, streams: list[bytes], hw: tuple[int, int], exact: bool = True) -> dict[str, Tensor]:
         if len(streams) != 2:
             raise ValueError(f"{self.name} expects 2 streams, got {len(streams)}")
         if not all(streams):  # every model codes at least one symbol per stream: never empty
             raise CodingError("empty entropy-coded stream")
         y_shape, z_shape = self.latent_shapes(hw)
         dec_z, dec_y = RangeDecoder(streams[0]), RangeDecoder(streams[1])
-        with coding_threads():  # as in compress: the same floats whatever the thread count
-            z_hat = self.entropy_bottleneck.decompress(dec_z, z_shape, self.entropy_bottleneck.tables(), self.device)
-            dec_z.check_finished()
+        z_hat = self.entropy_bottleneck.decompress(dec_z, z_shape, self.entropy_bottleneck.tables(), self.device)
+        dec_z.check_finished()
+        with parameter_arithmetic(exact):  # as in compress
             y_hat = self.y_decompress(dec_y, self.h_s(z_hat), y_shape)
             dec_y.check_finished()
         return {"z_hat": z_hat, "y_hat": y_hat}
