@@ -141,3 +141,37 @@ def test_export_checkpoint_of_a_stopped_run(tmp_path, train_images):
     assert info["quality"] is None and info["extra"]["steps"] == 2 and info["extra"]["from_checkpoint"]
     for k, v in model.state_dict().items():
         assert torch.equal(v, ckpt[f"model.{k}"].half().float()), k
+
+
+def test_widen_keeps_the_old_channels_and_starts_close_to_the_donor():
+    from conftest import tiny_model
+
+    donor = tiny_model("mbt2018-mean", seed=1, M=24, rate_levels=8)
+    wide = tiny_model("mbt2018-mean", seed=2, M=40, rate_levels=8)
+    assert train.widen(wide, donor) == len(donor.state_dict())
+    d, w = donor.state_dict(), wide.state_dict()
+    assert torch.equal(w["g_a.6.weight"][:24], d["g_a.6.weight"])
+    assert torch.equal(w["g_s.0.weight"][:24], d["g_s.0.weight"])
+    # h_s stacks [σ; μ]: each half's leading channels are the donor's σ and μ
+    assert torch.equal(w["h_s.4.weight"][:24, :36], d["h_s.4.weight"][:24])
+    assert torch.equal(w["h_s.4.weight"][40:64, :36], d["h_s.4.weight"][24:])
+    assert torch.equal(w["gain.log_gain"][:, 30], d["gain.log_gain"].mean(dim=1))
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = donor(x, 4.0)["x_hat"], wide(x, 4.0)["x_hat"]
+    assert (a - b).abs().mean() < 0.1 * (a - x).abs().mean()  # new channels barely change the output
+
+
+def test_scale_augmentation_draws_reproducible_downscaled_crops(train_images):
+    from licodec.data import CropSampler
+
+    batches = [CropSampler(train_images, 32, torch.Generator().manual_seed(3), 2.0).batch(6) for _ in range(2)]
+    assert torch.equal(*batches) and batches[0].shape == (6, 3, 32, 32)
+    assert 0 <= batches[0].min() and batches[0].max() <= 1
+    plain = CropSampler(train_images, 32, torch.Generator().manual_seed(3)).batch(6)
+    assert not torch.equal(plain, batches[0])
+    # on these noise images, area downscaling averages neighbouring pixels: smoother crops
+    tv = lambda b: (b[..., 1:, :] - b[..., :-1, :]).abs().mean()  # noqa: E731
+    assert tv(batches[0]) < tv(plain)
+    with pytest.raises(ValueError):
+        CropSampler(train_images, 32, torch.Generator(), 0.5)

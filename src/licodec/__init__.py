@@ -1,3 +1,3 @@
 """licodec: a learned image codec and research toolkit."""
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"

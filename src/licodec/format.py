@@ -23,7 +23,7 @@ All integers little-endian. Layout::
 Versions 1 and 2 share this layout and differ in how the decoder computes the entropy parameters
 (the means and scale indices of the Gaussian conditional) from ẑ and the decoded ŷ: version 2 in
 exact arithmetic (`licodec.entropy.exact`: the same symbols on every machine, device and thread
-count); version 1 (licodec 0.1-0.2) in float32 on one thread, which decodes on the machine type
+count); version 1 (licodec before 0.3) in float32 on one thread, which decodes on the machine type
 that wrote the file. Writers make version 2; readers decode both, each as it was made.
 
 Rules that keep old files decodable: the header never depends on registry order (models are

@@ -6,8 +6,10 @@ in milliseconds, for the tests, the fuzz run (`benchmarks/run_fuzz.py`) and quic
     from licodec.testing import TINY_CONFIGS
     model = create_model("han2024-cca", TINY_CONFIGS["han2024-cca"])
 
-`ReorderedConvolutions`: what another machine does to float sums, on this one.
+`reordered_sums`: what another machine does to float sums, on this one.
 """
+
+from contextlib import contextmanager
 
 import torch.nn.functional as F
 
@@ -27,20 +29,27 @@ TINY_CONFIGS = {
 }
 
 
-class ReorderedConvolutions:
-    """Stands in for ``torch.nn.functional`` inside `licodec.entropy.exact` (monkeypatch its ``F``):
-    convolutions that sum their input channels in reverse order — the same mathematics in another
-    summation order, as another thread count, CPU kernel or GPU would. ``calls`` counts them."""
+@contextmanager
+def reordered_sums():
+    """What another machine does to float sums, on this one: within, every ``F.conv2d`` and
+    ``F.conv_transpose2d`` (those of the networks, float or exact) sums its input channels in
+    reverse order — the same mathematics in another order, as another thread count, CPU kernel or
+    GPU would. Yields a dict whose "calls" counts them."""
+    conv2d, conv_transpose2d = F.conv2d, F.conv_transpose2d
+    count = {"calls": 0}
 
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def conv2d(self, x, w, b, stride, padding, dilation, groups):
-        self.calls += 1
+    def reversed_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+        count["calls"] += 1
         if groups != 1:  # depthwise: nothing to reorder
-            return F.conv2d(x, w, b, stride, padding, dilation, groups)
-        return F.conv2d(x.flip(1), w.flip(1), b, stride, padding, dilation, groups)
+            return conv2d(x, w, b, stride, padding, dilation, groups)
+        return conv2d(x.flip(1), w.flip(1), b, stride, padding, dilation, groups)
 
-    def conv_transpose2d(self, x, w, b, stride, padding, output_padding, groups, dilation):
-        self.calls += 1
-        return F.conv_transpose2d(x.flip(1), w.flip(0), b, stride, padding, output_padding, groups, dilation)
+    def reversed_conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        count["calls"] += 1
+        return conv_transpose2d(x.flip(1), w.flip(0), b, stride, padding, output_padding, groups, dilation)
+
+    F.conv2d, F.conv_transpose2d = reversed_conv2d, reversed_conv_transpose2d
+    try:
+        yield count
+    finally:
+        F.conv2d, F.conv_transpose2d = conv2d, conv_transpose2d

@@ -62,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warm-start", default=None,
                    help="copy every tensor whose name and shape match from these weights (e.g. a context model's "
                         "transforms from mbt2018-mean); the rest keeps its random initialization")
+    p.add_argument("--widen", default=None,
+                   help="start from these weights of the same model in a narrower config (e.g. M 96 -> 192): "
+                        "old channels copied, new ones initialized (see licodec.train.widen)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the transforms g_a/g_s in training (entropy models stay float32); "
                         "about 1.5x faster on CPUs with AVX512-BF16")
@@ -186,6 +189,37 @@ def warm_start(model, donor) -> int:
         if k in own and own[k].shape == v.shape:
             own[k].copy_(v)
             n += 1
+    return n
+
+
+@torch.no_grad()
+def widen(model, donor) -> int:
+    """``--widen``: start a wider model (more latent or hidden channels, the same layers) from a
+    narrower one's weights; returns how many tensors were copied.
+
+    Each donor tensor goes into the leading slice of the model's (per part for outputs that stack
+    several quantities, e.g. h_s's [σ; μ]: the model's ``stacked_outputs``), so the old channels
+    compute what they did. The rest of a widened convolution starts at a tenth of its random
+    initialization: new latents start small (cheap to code) and barely disturb the old function,
+    while gradients still reach them. The gains of new latent channels start at the mean gain of
+    the old ones."""
+    own = model.state_dict()
+    stacked = getattr(model, "stacked_outputs", {})
+    convs = {f"{name}.{p}" for name, m in model.named_modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for p in ("weight", "bias")}
+    n = 0
+    for k, v in donor.state_dict().items():
+        if k not in own or own[k].dim() != v.dim() or any(a < b for a, b in zip(own[k].shape, v.shape)):
+            continue
+        if own[k].shape != v.shape:
+            if k in convs:
+                own[k].mul_(0.1)
+            elif k.startswith("gain."):  # (levels, M)
+                own[k][:] = v.mean(dim=1, keepdim=True)
+        parts = stacked.get(k.rsplit(".", 1)[0], 1)
+        for dst, src in zip(own[k].chunk(parts), v.chunk(parts)):
+            dst[tuple(slice(0, d) for d in src.shape)].copy_(src)
+        n += 1
     return n
 
 
@@ -343,6 +377,10 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
         donor, _ = load_weights(args.warm_start)
         copied = warm_start(model, donor)
         print(f"warm start: copied {copied} of {len(model.state_dict())} tensors from {args.warm_start}")
+    if args.widen:
+        donor, _ = load_weights(args.widen, expect_model=args.model)
+        copied = widen(model, donor)
+        print(f"widened: {copied} of {len(model.state_dict())} tensors from {args.widen}")
     model.to(dd.device).train()
     model.bf16_transforms = args.bf16
     net = dd.wrap(model)

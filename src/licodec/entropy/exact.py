@@ -69,13 +69,13 @@ def active() -> bool:
 
 
 def snap(x: Tensor) -> Tensor:
-    """x -> the nearest grid value as an integer count of grid steps (float64), clamped."""
-    return torch.round(x.detach().double() * (1.0 / STEP)).clamp_(-_MAX_STEPS, _MAX_STEPS)
+    """x -> the nearest grid value as an integer count of grid steps (a new float64 tensor), clamped."""
+    return x.detach().to(torch.float64, copy=True).mul_(1.0 / STEP).round_().clamp_(-_MAX_STEPS, _MAX_STEPS)
 
 
 def _to_grid(steps: Tensor, like: Tensor) -> Tensor:
-    """Integer grid steps (float64) -> values in ``like``'s dtype (exact: < 2^24 steps)."""
-    return (steps * STEP).to(like.dtype)
+    """Integer grid steps (float64, consumed) -> values in ``like``'s dtype (exact: < 2^24 steps)."""
+    return steps.mul_(STEP).to(like.dtype)
 
 
 # -- integer weights ---------------------------------------------------------------------------
@@ -113,15 +113,22 @@ def _int_weight(weight: Tensor, bias: Tensor | None, fan_dims: tuple[int, ...]) 
 
 
 def _requantize(acc: Tensor, a: int, like: Tensor) -> Tensor:
-    """Integer accumulator in units of 2^-(a+FRAC_BITS) -> grid values in ``like``'s dtype."""
-    return _to_grid(torch.round(acc * 2.0**-a).clamp_(-_MAX_STEPS, _MAX_STEPS), like)
+    """Integer accumulator in units of 2^-(a+FRAC_BITS) (consumed) -> grid values in ``like``'s dtype."""
+    return _to_grid(acc.mul_(2.0**-a).round_().clamp_(-_MAX_STEPS, _MAX_STEPS), like)
+
+
+def _no_cudnn():
+    """cuDNN may choose FFT or Winograd algorithms, whose sums are not of the integers themselves;
+    without it, PyTorch convolves by im2col + GEMM (as on the CPU), exact on integers."""
+    return torch.backends.cudnn.flags(enabled=False)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     a, w_int, b_int = _int_weight(weight, bias, (1, 2, 3))
-    acc = F.conv2d(snap(x), w_int, None, stride, padding, dilation, groups)
+    with _no_cudnn():
+        acc = torch.conv2d(snap(x), w_int, None, stride, padding, dilation, groups)
     if b_int is not None:
-        acc = acc + b_int.view(1, -1, 1, 1)
+        acc.add_(b_int.view(1, -1, 1, 1))
     return _requantize(acc, a, x)
 
 
@@ -129,9 +136,10 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     if groups != 1:
         raise InexactOperationError("exact conv_transpose2d supports groups=1 only")
     a, w_int, b_int = _int_weight(weight, bias, (0, 2, 3))
-    acc = F.conv_transpose2d(snap(x), w_int, None, stride, padding, output_padding, groups, dilation)
+    with _no_cudnn():
+        acc = torch.conv_transpose2d(snap(x), w_int, None, stride, padding, output_padding, groups, dilation)
     if b_int is not None:
-        acc = acc + b_int.view(1, -1, 1, 1)
+        acc.add_(b_int.view(1, -1, 1, 1))
     return _requantize(acc, a, x)
 
 

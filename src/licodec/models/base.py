@@ -57,14 +57,15 @@ class Encoded:
 
 @contextmanager
 def coding_threads():
-    """Run the networks whose outputs become entropy-coded symbols on one CPU thread.
+    """Run float networks whose outputs become entropy-coded symbols on one CPU thread.
 
     oneDNN splits a convolution's float reductions by thread count, so g_a, h_s or a context model
-    give slightly different floats with 1, 2 or 4 threads; a mean or scale near a quantization
-    boundary then lands on the other side, the symbols change, and a file encoded with one thread
-    count would not decode with another. One thread for g_a, h_a, h_s and the context models (in
-    the encoder and the decoder) makes the .lic bytes and the decoded latents independent of
-    ``torch.set_num_threads``; g_s, whose output is only rounded to 8 bits, keeps every thread.
+    give slightly different floats with 1, 2 or 4 threads; a latent, mean or scale near a
+    quantization boundary then lands on the other side and the symbols change. The encoder runs g_a
+    and h_a (whose outputs it rounds to symbols) on one thread, so that the .lic bytes do not depend
+    on ``torch.set_num_threads``; the entropy-parameter networks run in exact arithmetic instead
+    (`parameter_arithmetic`), except for format version 1 files, whose encoder and decoder ran them
+    here too. g_s, whose output is only rounded to 8 bits, keeps every thread.
     """
     n = torch.get_num_threads()
     if n == 1:

@@ -165,6 +165,8 @@ class MeanScaleHyperprior(HyperpriorModel):
         self.h_a = hyper_analysis(N, M)
         self.h_s = hyper_synthesis(N, M, 2 * M)  # (B,2M,h,w) = [σ ; μ]
 
+    stacked_outputs = {"h_s.4": 2}  # h_s's last layer stacks [σ; μ] (for `licodec.train.widen`)
+
     def gaussian_parameters(self, psi: Tensor) -> tuple[Tensor, Tensor]:
         sigma, mu = psi.chunk(2, dim=1)  # (B,2M,h,w) -> 2 x (B,M,h,w)
         return mu, sigma
