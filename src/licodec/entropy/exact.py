@@ -21,8 +21,8 @@ without retraining, at coding time:
   float64 math and checked to sit at least `TABLE_MARGIN` grid steps away from every rounding
   boundary, so that any machine whose erf/tanh are accurate to 1e-7 steps builds the same table;
 - elementwise +, -, ×, ÷ and sqrt, the only other float operations left, are correctly rounded
-  IEEE operations on CPUs and GPUs alike; ReLU, clamp, round, comparisons, cat and indexing are
-  exact;
+  IEEE operations on CPUs and GPUs alike (in eager PyTorch, one operation per kernel: no
+  torch.compile fusion into FMAs); ReLU, clamp, round, comparisons, cat and indexing are exact;
 - anything else that reduces or evaluates a transcendental function (matmul, exp, log, softmax,
   layer_norm, ...) raises `InexactOperationError` inside `exact_arithmetic()`, so a new model
   cannot silently fall back to order-dependent floats.
@@ -236,10 +236,11 @@ _REFUSED = {
     torch.matmul, torch.mm, torch.bmm, torch.mv, torch.einsum, torch.addmm, torch.baddbmm, torch.tensordot,
     torch.exp, torch.log, torch.log2, torch.log10, torch.log1p, torch.expm1, torch.sigmoid, torch.erf,
     torch.erfc, torch.pow, torch.prod, torch.cumsum, torch.var, torch.std, torch.norm, torch.logsumexp,
-    torch.softmax, torch.sin, torch.cos, torch.atan, torch.special.ndtr, torch.special.erf,
+    torch.softmax, torch.sin, torch.cos, torch.atan, torch.special.ndtr, torch.special.erf, torch.rsqrt,
+    torch.addcmul, torch.addcdiv, torch.lerp,
     Tensor.matmul, Tensor.__matmul__, Tensor.mm, Tensor.mv, Tensor.exp, Tensor.log, Tensor.sigmoid,
     Tensor.pow, Tensor.__pow__, Tensor.prod, Tensor.cumsum, Tensor.var, Tensor.std, Tensor.norm,
-    Tensor.softmax, Tensor.erf,
+    Tensor.softmax, Tensor.erf, Tensor.rsqrt, Tensor.addcmul, Tensor.lerp,
 }
 
 
