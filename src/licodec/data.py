@@ -4,9 +4,8 @@ served as random crops with random flips and, optionally, random downscaling (se
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 import numpy as np
 import torch

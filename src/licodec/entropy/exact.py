@@ -123,10 +123,29 @@ def _no_cudnn():
     return torch.backends.cudnn.flags(enabled=False)
 
 
+def _depthwise(x: Tensor, w: Tensor, padding) -> Tensor:
+    """A depthwise (groups = channels), stride-1 convolution as a sum of k·k shifted products:
+    (B,C,H,W) x (C,1,k,k) -> (B,C,H',W'). The same integers as torch.conv2d, without its slow
+    float64 path, which runs one convolution per group."""
+    kh, kw = w.shape[-2:]
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    xp = F.pad(x, (pw, pw, ph, ph))
+    h, wd = xp.shape[-2] - kh + 1, xp.shape[-1] - kw + 1
+    acc = torch.zeros(x.shape[0], x.shape[1], h, wd, dtype=x.dtype, device=x.device)
+    for i in range(kh):
+        for j in range(kw):
+            acc.addcmul_(xp[:, :, i : i + h, j : j + wd], w[:, 0, i, j].view(1, -1, 1, 1))
+    return acc
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     a, w_int, b_int = _int_weight(weight, bias, (1, 2, 3))
-    with _no_cudnn():
-        acc = torch.conv2d(snap(x), w_int, None, stride, padding, dilation, groups)
+    depthwise = groups > 1 and groups == x.shape[1] == weight.shape[0] and weight.shape[1] == 1
+    if depthwise and stride in (1, (1, 1)) and dilation in (1, (1, 1)) and not isinstance(padding, str):
+        acc = _depthwise(snap(x), w_int, padding)
+    else:
+        with _no_cudnn():
+            acc = torch.conv2d(snap(x), w_int, None, stride, padding, dilation, groups)
     if b_int is not None:
         acc.add_(b_int.view(1, -1, 1, 1))
     return _requantize(acc, a, x)
