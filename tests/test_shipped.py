@@ -6,20 +6,19 @@ import torch
 from conftest import image_tensor
 from licodec.codec import DEFAULT_MODEL, Codec, decode
 from licodec.metrics import bpp_from_likelihoods, psnr
-from licodec.weights import find_weights, shipped_variable_rate, shipped_weights
+from licodec.weights import find_weights, shipped_files, shipped_variable_rate, shipped_weights
 
 VR_QUALITIES = [1.0, 2.0, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0]
 
 
-def shipped_files() -> dict[str, tuple[str, list[float]]]:
-    """{file name: (path, qualities to test)}: fixed-rate files at their quality, variable-rate
-    ones at the integer qualities and 3.5."""
-    out = {p.name: (p, [q]) for qs in shipped_weights().values() for q, p in qs.items()}
-    out.update({p.name: (p, [q for q in VR_QUALITIES if q <= levels]) for levels, p in shipped_variable_rate().values()})
-    return out
+def files_to_test() -> dict[str, tuple[str, list[float]]]:
+    """{file name: (path, qualities to test)} of every shipped file: fixed-rate ones at their
+    quality, variable-rate ones (superseded generations too) at the integer qualities and 3.5."""
+    return {w.path.name: (w.path, [w.quality] if w.quality is not None else [q for q in VR_QUALITIES if q <= w.levels])
+            for w in shipped_files()}
 
 
-FILES = shipped_files()
+FILES = files_to_test()
 CASES = [(name, q) for name, (_, qs) in FILES.items() for q in qs]
 
 

@@ -70,3 +70,24 @@ def test_half_precision_storage(tmp_path):
     x = torch.rand(1, 3, 64, 64)
     enc = loaded.compress(x, 2.5)
     assert loaded.decompress(enc.streams, (64, 64), enc.checksum, 2.5).shape == (1, 3, 64, 64)
+
+
+def test_the_highest_generation_of_variable_rate_weights_codes(tmp_path, monkeypatch):
+    from licodec import weights as w
+
+    def vr_file(name, generation):
+        m = tiny_model("mbt2018-mean", rate_levels=8)
+        extra = {"generation": generation} if generation else {}
+        w.save_weights(m, tmp_path / name, quality=None, extra=extra)
+
+    vr_file("mbt2018-mean-vr.safetensors", None)  # files from before generations: generation 1
+    vr_file("mbt2018-mean-vr2.safetensors", 2)
+    vr_file("mbt2018-mean-a.safetensors", 1)
+    monkeypatch.setattr(w, "shipped_dir", lambda: tmp_path)
+    w._shipped.cache_clear()
+    try:
+        assert w.shipped_variable_rate()["mbt2018-mean"][1].name == "mbt2018-mean-vr2.safetensors"
+        assert w.find_weights("mbt2018-mean", 3.5).name == "mbt2018-mean-vr2.safetensors"
+        assert len(w.shipped_files()) == 3  # the older ones stay listed (and findable by fingerprint)
+    finally:
+        w._shipped.cache_clear()

@@ -163,6 +163,7 @@ class Shipped(NamedTuple):
     levels: int  # rate levels of variable-rate weights (0: fixed rate)
     fingerprint: str  # hex, as in the metadata
     path: Path
+    generation: int = 1  # metadata extra "generation": of several variable-rate files, the highest codes
 
 
 @lru_cache(maxsize=1)
@@ -174,7 +175,8 @@ def _shipped() -> tuple[Shipped, ...]:
         try:
             meta = read_metadata(p)
             levels = int(json.loads(meta["config"]).get("rate_levels", 0))
-            out.append(Shipped(meta["model"], metadata_quality(meta), levels, meta["fingerprint"], p))
+            generation = int(json.loads(meta.get("extra") or "{}").get("generation", 1))
+            out.append(Shipped(meta["model"], metadata_quality(meta), levels, meta["fingerprint"], p, generation))
         except (WeightsError, ValueError, KeyError):
             continue
     return tuple(out)
@@ -189,9 +191,19 @@ def shipped_weights() -> dict[str, dict[float, Path]]:
     return out
 
 
+def shipped_files() -> tuple[Shipped, ...]:
+    """Every weight file bundled in the package, the superseded ones (kept to decode old files) too."""
+    return _shipped()
+
+
 def shipped_variable_rate() -> dict[str, tuple[int, Path]]:
-    """{model name: (rate levels L, path)} for the variable-rate weights bundled in the package."""
-    return {w.model: (w.levels, w.path) for w in _shipped() if w.quality is None}
+    """{model name: (rate levels L, path)}: the variable-rate weights a model codes with, the file of
+    the highest ``generation`` (older generations stay installed so that their files decode)."""
+    best: dict[str, Shipped] = {}
+    for w in _shipped():
+        if w.quality is None and (w.model not in best or w.generation > best[w.model].generation):
+            best[w.model] = w
+    return {m: (w.levels, w.path) for m, w in best.items()}
 
 
 def shipped_models() -> list[str]:
