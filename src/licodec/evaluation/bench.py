@@ -117,9 +117,12 @@ def count_flops(model, x, quality=None) -> int:
     return int(counter.get_total_flops())
 
 
-def bench_one(spec: BenchSpec, rgb: np.ndarray, device: str, repeat: int, warmup: int) -> dict:
-    from ..codec import Codec, decode, to_tensor
+def bench_one(spec: BenchSpec, rgb: np.ndarray, device: str, repeat: int, warmup: int, version: int | None = None) -> dict:
+    """``version``: the .lic format version to write (default: the current one; 1 measures the
+    float32 entropy-parameter path of older files)."""
+    from ..codec import FORMAT_VERSION, Codec, decode, to_tensor
 
+    version = version or FORMAT_VERSION
     codec = Codec.from_weights(str(spec.path), device, spec.quality)
     model = codec.model
     h, w = rgb.shape[:2]
@@ -129,7 +132,7 @@ def bench_one(spec: BenchSpec, rgb: np.ndarray, device: str, repeat: int, warmup
     def run():
         with entropy_coding_time() as enc_ec:
             t0 = time.perf_counter()
-            data = codec.encode(rgb)
+            data = codec.encode(rgb, version=version)
             t1 = time.perf_counter()
         with entropy_coding_time() as dec_ec:
             t2 = time.perf_counter()
@@ -146,7 +149,7 @@ def bench_one(spec: BenchSpec, rgb: np.ndarray, device: str, repeat: int, warmup
         "quality": codec.quality, "width": w, "height": h, "device": device,
         "params": params, "flops": flops, "kmac_per_pixel": flops / 2 / (h * w) / 1000,
         "encode_s": med[0], "encode_entropy_s": med[1], "decode_s": med[2], "decode_entropy_s": med[3],
-        "bpp": 8 * len(runs[-1][0]) / (h * w), "repeat": repeat, "warmup": warmup,
+        "bpp": 8 * len(runs[-1][0]) / (h * w), "repeat": repeat, "warmup": warmup, "format_version": version,
     }
 
 
