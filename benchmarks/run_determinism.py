@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     summary = {"model": a.model, "threads": THREADS, "machine": machine, "gpu": gpu, "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [
-        f"# Determinism across thread counts: {a.model}\n",
+        f"# Determinism across thread counts and summation orders: {a.model}\n",
         f"Machine: {machine_line(machine)}. Encoded and decoded with {', '.join(map(str, THREADS))} torch "
         "threads; pixels compared with the 1-thread decode of the same file. \"Reordered sums\": the file "
         "decoded with every convolution summing its input channels in reverse order (what another CPU "

@@ -134,7 +134,7 @@ def breakdown_child(job: dict) -> dict:
 
     from licodec.codec import Codec, to_uint8_tensor
     from licodec.entropy import RangeEncoder
-    from licodec.models.base import pad_to
+    from licodec.models.base import pad_to, parameter_arithmetic
 
     torch.set_num_threads(job["threads"])
     m = Codec.pretrained().model
@@ -156,7 +156,8 @@ def breakdown_child(job: dict) -> dict:
         def code(y):
             enc_z, enc_y = RangeEncoder(), RangeEncoder()
             z_hat = m.entropy_bottleneck.compress(enc_z, m.h_a(y), m.entropy_bottleneck.tables())
-            m.y_compress(enc_y, y, m.h_s(z_hat))
+            with parameter_arithmetic(exact=True):  # as compress() and decode_latents() code
+                m.y_compress(enc_y, y, m.h_s(z_hat))
             return [enc_z.finish(), enc_y.finish()]
 
         streams = stage("h_a, h_s + entropy coding", code, y)

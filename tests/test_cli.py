@@ -35,8 +35,12 @@ def test_compress_info_decompress(work, tiny_weights):
     info = json.loads(run("info", work / "photo.lic", "--json").stdout)
     assert info["model"] == "mbt2018-mean" and (info["width"], info["height"]) == (600, 400)
     assert info["bytes"] == (work / "photo.lic").stat().st_size
+    assert info["format_version"] == 2
     r = run("decompress", work / "photo.lic", "--weights", tiny_weights)
     assert r.returncode == 0, r.stderr
+    r2 = run("decompress", work / "photo.lic", "--weights", tiny_weights, "--deterministic", "--threads", "1",
+             "-o", work / "photo.det.png")
+    assert r2.returncode == 0, r2.stderr
     out = Image.open(work / "photo.decoded.png")
     assert out.size == (600, 400) and out.mode == "RGB"
 

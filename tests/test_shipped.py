@@ -128,3 +128,20 @@ def test_float_parameters_would_not_survive_another_summation_order(sample_rgb):
     assert failed >= 1
     for data in files:  # and every one decodes as usual
         decode(data)
+
+
+def test_deterministic_decoding_gives_the_same_pixels_whatever_the_thread_count(sample_rgb):
+    import numpy as np
+
+    n = torch.get_num_threads()
+    try:
+        for q in (1.0, 8.0):
+            data = Codec.pretrained(DEFAULT_MODEL, q).encode(sample_rgb)
+            images = []
+            for t in (1, 4):
+                torch.set_num_threads(t)
+                images.append(decode(data, deterministic=True)[0])
+                assert torch.get_num_threads() == t  # restored afterwards
+            assert np.array_equal(*images), q
+    finally:
+        torch.set_num_threads(n)

@@ -1,7 +1,7 @@
 """Command-line interface.
 
     licodec compress IN [-o OUT.lic] [-m MODEL] [-q QUALITY] [--device cpu|cuda] [--tile N]
-    licodec decompress IN.lic [-o OUT.png] [--tile N]
+    licodec decompress IN.lic [-o OUT.png] [--tile N] [--deterministic]
     licodec info IN.lic [--json]
     licodec models
     licodec demo
@@ -107,7 +107,7 @@ def cmd_decompress(a) -> int:
     check_decode_budget(f, a.max_pixels)
     codec = codec_for(f, a.device, a.weights, a.tile)
     t0 = time.perf_counter()
-    rgb = codec.decode_file(f)
+    rgb = codec.decode_file(f, a.deterministic)
     dt = time.perf_counter() - t0
     im = to_output(rgb, f.channels)
     from .weights import atomic_write
@@ -258,6 +258,8 @@ def build_parser(args_files: bool = False) -> argparse.ArgumentParser:
     d.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="refuse files that declare more than N pixels (decoding untrusted files; "
                         "default: the format's limit, 64 Mi)")
+    d.add_argument("--deterministic", action="store_true",
+                   help="the same pixels whatever --threads: the synthesis transform on one CPU thread (slower)")
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", help="show a .lic header")

@@ -126,7 +126,9 @@ class Codec:
         return pack(LicFile(self.model.name, self.info["fingerprint"], self.quality, h, w,
                             channels, 8, enc.checksum, enc.streams, version))
 
-    def decode_file(self, f: LicFile) -> np.ndarray:
+    def decode_file(self, f: LicFile, deterministic: bool = False) -> np.ndarray:
+        """``deterministic``: the same pixels whatever torch's thread count (g_s on one thread;
+        the latents are the same in any case)."""
         if f.model != self.model.name or f.fingerprint != self.info["fingerprint"]:
             raise WeightsError(
                 f"file was made with {f.model} weights {f.fingerprint.hex()}, "
@@ -136,7 +138,8 @@ class Codec:
         try:
             with self._tiling():
                 self.model.decompress(f.streams, (f.height, f.width), f.latent_crc, f.quality,
-                                      out=rgb.permute(0, 3, 1, 2), exact=f.version >= 2)
+                                      out=rgb.permute(0, 3, 1, 2), exact=f.version >= 2,
+                                      deterministic=deterministic)
         except (CodingError, LatentMismatchError, ValueError) as e:
             raise FormatError(f"cannot decode: {e}") from None
         return rgb[0].numpy()
@@ -171,7 +174,7 @@ def check_decode_budget(f: LicFile, max_pixels: int | None) -> None:
 
 
 def decode(data: bytes, device: str = "cpu", weights=None, tile: int = DEFAULT_TILE,
-           max_pixels: int | None = None) -> tuple[np.ndarray, LicFile]:
+           max_pixels: int | None = None, deterministic: bool = False) -> tuple[np.ndarray, LicFile]:
     f = unpack(data)
     check_decode_budget(f, max_pixels)
-    return codec_for(f, device, weights, tile).decode_file(f), f
+    return codec_for(f, device, weights, tile).decode_file(f, deterministic), f

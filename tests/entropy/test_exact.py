@@ -55,6 +55,20 @@ def test_results_do_not_depend_on_summation_order():
     assert torch.equal(one, four)
 
 
+@pytest.mark.parametrize(("stride", "padding", "output_padding"), [(1, 1, 0), (2, 2, 1), (2, 1, 0)])
+def test_convolutions_in_bands_equal_one_call(monkeypatch, stride, padding, output_padding):
+    """Large inputs are convolved in bands of rows (bounded buffers): the same integers."""
+    g = torch.Generator().manual_seed(3)
+    x = _grid(1, 6, 23, 17)
+    w, wt = torch.randn(5, 6, 5, 5, generator=g), torch.randn(6, 4, 5, 5, generator=g)
+    whole = (exact.conv2d(x, w, None, stride, padding), exact.conv_transpose2d(x, wt, None, stride, padding, output_padding))
+    monkeypatch.setattr(exact, "CHUNK_BYTES", 6 * 25 * 20 * 8 * 2)  # two or three rows per band
+    banded = (exact.conv2d(x, w, None, stride, padding), exact.conv_transpose2d(x, wt, None, stride, padding, output_padding))
+    for a, b in zip(whole, banded):
+        assert a.shape == b.shape and torch.equal(a, b)
+    assert whole[1].shape == F.conv_transpose2d(x, wt, None, stride, padding, output_padding).shape
+
+
 def test_worst_case_stays_exact():
     """Inputs at the clamp limit and large weights: the weight precision adapts, nothing overflows 2^53."""
     x = torch.full((1, 8, 4, 4), exact.ACT_LIMIT * 4)  # clamped to ±ACT_LIMIT

@@ -128,7 +128,7 @@ def _depthwise(x: Tensor, w: Tensor, padding) -> Tensor:
     (B,C,H,W) x (C,1,k,k) -> (B,C,H',W'). The same integers as torch.conv2d, without its slow
     float64 path, which runs one convolution per group."""
     kh, kw = w.shape[-2:]
-    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    ph, pw = _pair(padding)
     xp = F.pad(x, (pw, pw, ph, ph))
     h, wd = xp.shape[-2] - kh + 1, xp.shape[-1] - kw + 1
     acc = torch.zeros(x.shape[0], x.shape[1], h, wd, dtype=x.dtype, device=x.device)
@@ -138,14 +138,60 @@ def _depthwise(x: Tensor, w: Tensor, padding) -> Tensor:
     return acc
 
 
+CHUNK_BYTES = 2**26  # the float64 im2col / column buffer of one convolution call stays below 64 MiB
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, str):
+        raise InexactOperationError("exact convolutions take numeric padding only")
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _conv2d_rows(x: Tensor, w: Tensor, stride, padding, dilation, groups) -> Tensor:
+    """torch.conv2d in bands of output rows, so that its im2col buffer stays below CHUNK_BYTES
+    (a whole-image float64 im2col at the latents' resolution would take gigabytes on large images).
+    Every output is the same sum of integers as in one call."""
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    kh, kw = w.shape[-2:]
+    xp = F.pad(x, (pw, pw, ph, ph))  # zeros: the convolution's own padding
+    h_out = (xp.shape[-2] - dh * (kh - 1) - 1) // sh + 1
+    w_out = (xp.shape[-1] - dw * (kw - 1) - 1) // sw + 1
+    rows = max(1, CHUNK_BYTES // (x.shape[1] * kh * kw * max(w_out, 1) * 8))
+    bands = []
+    for r0 in range(0, h_out, rows):
+        r1 = min(h_out, r0 + rows)
+        band = xp[:, :, r0 * sh : (r1 - 1) * sh + dh * (kh - 1) + 1]  # the input rows output rows r0..r1-1 read
+        bands.append(torch.conv2d(band, w, None, stride, 0, dilation, groups))
+    return bands[0] if len(bands) == 1 else torch.cat(bands, dim=2)
+
+
+def _conv_transpose2d_rows(x: Tensor, w: Tensor, stride, padding, output_padding, dilation) -> Tensor:
+    """torch.conv_transpose2d over bands of input rows, each band's (unpadded) output added at its
+    place, so that the column buffer stays below CHUNK_BYTES; then the padding is cropped as
+    torch does. A transposed convolution is a sum of its inputs' contributions: in integers, the same
+    sums in any grouping."""
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = _pair(stride), _pair(padding), _pair(output_padding), _pair(dilation)
+    b, _, h_in, w_in = x.shape
+    kh, kw = w.shape[-2:]
+    rows = max(1, CHUNK_BYTES // (w.shape[1] * kh * kw * max(w_in, 1) * 8))
+    if rows >= h_in:
+        return torch.conv_transpose2d(x, w, None, stride, padding, output_padding, 1, dilation)
+    h_full, w_full = (h_in - 1) * sh + dh * (kh - 1) + 1, (w_in - 1) * sw + dw * (kw - 1) + 1
+    full = x.new_zeros(b, w.shape[1], h_full + oph, w_full + opw)
+    for r0 in range(0, h_in, rows):
+        part = torch.conv_transpose2d(x[:, :, r0 : r0 + rows], w, None, stride, 0, 0, 1, dilation)
+        full[:, :, r0 * sh : r0 * sh + part.shape[2], : part.shape[3]] += part
+    return full[:, :, ph : h_full + oph - ph, pw : w_full + opw - pw]
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     a, w_int, b_int = _int_weight(weight, bias, (1, 2, 3))
     depthwise = groups > 1 and groups == x.shape[1] == weight.shape[0] and weight.shape[1] == 1
-    if depthwise and stride in (1, (1, 1)) and dilation in (1, (1, 1)) and not isinstance(padding, str):
+    if depthwise and _pair(stride) == (1, 1) and _pair(dilation) == (1, 1):
         acc = _depthwise(snap(x), w_int, padding)
     else:
         with _no_cudnn():
-            acc = torch.conv2d(snap(x), w_int, None, stride, padding, dilation, groups)
+            acc = _conv2d_rows(snap(x), w_int, stride, padding, dilation, groups)
     if b_int is not None:
         acc.add_(b_int.view(1, -1, 1, 1))
     return _requantize(acc, a, x)
@@ -156,7 +202,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         raise InexactOperationError("exact conv_transpose2d supports groups=1 only")
     a, w_int, b_int = _int_weight(weight, bias, (0, 2, 3))
     with _no_cudnn():
-        acc = torch.conv_transpose2d(snap(x), w_int, None, stride, padding, output_padding, groups, dilation)
+        acc = _conv_transpose2d_rows(snap(x), w_int, stride, padding, output_padding, dilation)
     if b_int is not None:
         acc.add_(b_int.view(1, -1, 1, 1))
     return _requantize(acc, a, x)

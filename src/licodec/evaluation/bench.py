@@ -290,13 +290,14 @@ def bench_command(a) -> int:
         if not specs:
             raise LicodecError("nothing to benchmark")
         for spec in specs:
-            row = bench_one(spec, rgb, a.device, a.repeat, a.warmup)
+            row = bench_one(spec, rgb, a.device, a.repeat, a.warmup, a.format_version)
             if a.memory:
                 row.update(peak_memory(spec, a.image, size, a.device, a.threads))
             rows.append(row)
     w, h = size
     text = (f"# licodec bench\n\n{w}x{h} input ({Path(a.image).name if a.image else 'bundled sample, resized'}); "
-            f"median of {a.repeat} runs after {a.warmup} warm-up; times in ms, entropy coding in brackets.\n\n"
+            f"median of {a.repeat} runs after {a.warmup} warm-up; times in ms, entropy coding in brackets; "
+            f".lic format version {rows[0]['format_version']}.\n\n"
             f"Machine: {machine_line(info)}.\n\n{bench_table(rows)}")
     print(text, end="")
     if out is not None:

@@ -83,6 +83,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=5, help="timed runs; the median is reported (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--format-version", type=int, choices=[1, 2], default=None,
+                   help=".lic format version to write (default: the current one, 2: exact entropy parameters; "
+                        "1: float32, as older files)")
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip the peak-memory measurement (one subprocess per model on CPU)")
     p.add_argument("-o", "--output", metavar="FILE.md", help="also write the table here (and FILE.json)")

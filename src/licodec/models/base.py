@@ -24,6 +24,7 @@ the resolution) and z (1/64). The codec (`licodec.codec.Codec`) sets ``tile``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import zlib
 from contextlib import contextmanager
@@ -237,20 +238,24 @@ class CompressionModel(nn.Module):
 
     @torch.no_grad()
     def decompress(self, streams: list[bytes], hw: tuple[int, int], checksum: int | None = None,
-                   quality=None, out: Optional[Tensor] = None, exact: bool = True) -> Tensor:
+                   quality=None, out: Optional[Tensor] = None, exact: bool = True,
+                   deterministic: bool = False) -> Tensor:
         """Streams -> x̂ (1, 3, H, W) in [0, 1]; verifies the latent checksum when given.
 
         out: a (1, 3, H, W) tensor to write x̂ into (any dtype, device and strides; uint8 receives
         round(255·x̂)), returned instead of a new float tensor; see `synthesis`.
-        exact: as the streams were made (`compress`)."""
+        exact: as the streams were made (`compress`).
+        deterministic: run g_s on one CPU thread too (`coding_threads`), so that the pixels do not
+        depend on ``torch.set_num_threads`` either (slower on several cores)."""
         if out is not None and tuple(out.shape) != (1, 3, *hw):
             raise ValueError(f"out must have shape (1, 3, {hw[0]}, {hw[1]}), got {tuple(out.shape)}")
         q = self.quality_tensor(quality, 1, self.device)
         lat = self.decode_latents(streams, hw, exact)
         self.check_latents(checksum, lat["z_hat"], lat["y_hat"])
-        if out is not None:
-            return self.synthesis(lat["y_hat"], q, out=out)
-        return self.synthesis(lat["y_hat"], q).clamp_(0, 1)[..., : hw[0], : hw[1]]
+        with coding_threads() if deterministic else contextlib.nullcontext():
+            if out is not None:
+                return self.synthesis(lat["y_hat"], q, out=out)
+            return self.synthesis(lat["y_hat"], q).clamp_(0, 1)[..., : hw[0], : hw[1]]
 
     @staticmethod
     def check_latents(checksum: int | None, *latents: Tensor) -> None:
