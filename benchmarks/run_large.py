@@ -209,27 +209,28 @@ def transform_deviation(model, rgb: np.ndarray, tiles: list[int]) -> list[dict]:
 
 
 def cca_from_checkpoint(path: Path, out: Path) -> tuple[Path, dict]:
-    """A han2024-cca weight file from a `licodec train` checkpoint (its ``model.*`` tensors)."""
+    """A han2024-cca weight file from a `licodec train` checkpoint (`licodec.train.export_checkpoint`),
+    or the weight file itself (e.g. the snapshot in checkpoints/); step: its training steps."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
-    from licodec.registry import create_model
-    from licodec.weights import save_weights
+    from licodec.train import export_checkpoint
+    from licodec.weights import load_weights
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
-    args = json.loads(meta["args"])
-    config = json.loads(args["config"] or "{}")
-    if args.get("variable_rate"):
-        config["rate_levels"] = 8
-    model = create_model(args["model"], config).eval()
-    model.load_state_dict({k[6:]: v for k, v in load_file(str(path)).items() if k.startswith("model.")})
-    save_weights(model, out, quality=None if model.variable_rate else float(args["quality"]))
+    if "args" in meta:  # a training checkpoint
+        export_checkpoint(path, out)
+        step = int(meta["step"])
+    else:
+        out = path
+        step = int(json.loads(meta.get("extra") or "{}").get("steps", 0))
+    model, _ = load_weights(out)
+    config = model.config_dict()
     scales = [float(p.detach().abs().mean()) for n, p in model.named_parameters()
               if n.startswith(("g_a.", "g_s.")) and n.endswith((".beta", ".gamma"))]
     shown = path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
-    return out, {"checkpoint": str(shown), "step": int(meta["step"]), "config": config,
-                 "variable_rate": bool(args.get("variable_rate")), "naf_scale_mean_abs": float(np.mean(scales))}
+    return out, {"checkpoint": str(shown), "step": step, "config": config,
+                 "variable_rate": model.variable_rate, "naf_scale_mean_abs": float(np.mean(scales))}
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -242,7 +243,8 @@ def main(argv=None) -> int:
     p.add_argument("--mid-tiles", default="256,512,1024")
     p.add_argument("--max-untiled-gib", type=float, default=16.0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--cca-checkpoint", default=str(REPO / "runs" / "cca-vr" / "checkpoint.safetensors"))
+    p.add_argument("--cca-checkpoint", default=str(REPO / "checkpoints" / "han2024-cca-vr.safetensors"),
+                   help="han2024-cca weights or training checkpoint for the quality-cost rows")
     p.add_argument("--naf-scale", type=float, default=0.1, help="σ of the random NAF β, γ of the paper-size model")
     p.add_argument("--no-cca-paper", action="store_true", help="skip the (slow) paper-size han2024-cca transforms")
     p.add_argument("-o", "--output", default=str(REPO / "benchmarks" / "results" / "large.md"))
@@ -306,7 +308,7 @@ def main(argv=None) -> int:
         cca_info = None
         if ckpt.exists():
             path, cca_info = cca_from_checkpoint(ckpt, Path(tmp) / "cca.safetensors")
-            specs.append((f"han2024-cca (training checkpoint, step {cca_info['step']})", str(path),
+            specs.append((f"han2024-cca (snapshot, {cca_info['step']} steps)", str(path),
                           3.0 if cca_info["variable_rate"] else None, cca_info))
         res["cca_checkpoint"] = cca_info
         for label, weights, q, _ in specs:
