@@ -153,16 +153,18 @@ def _conv2d_rows(x: Tensor, w: Tensor, stride, padding, dilation, groups) -> Ten
     Every output is the same sum of integers as in one call."""
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
     kh, kw = w.shape[-2:]
-    xp = F.pad(x, (pw, pw, ph, ph))  # zeros: the convolution's own padding
-    h_out = (xp.shape[-2] - dh * (kh - 1) - 1) // sh + 1
-    w_out = (xp.shape[-1] - dw * (kw - 1) - 1) // sw + 1
+    h_out = (x.shape[-2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    w_out = (x.shape[-1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     rows = max(1, CHUNK_BYTES // (x.shape[1] * kh * kw * max(w_out, 1) * 8))
+    if rows >= h_out:
+        return torch.conv2d(x, w, None, stride, padding, dilation, groups)
+    xp = F.pad(x, (pw, pw, ph, ph))  # zeros: the convolution's own padding
     bands = []
     for r0 in range(0, h_out, rows):
         r1 = min(h_out, r0 + rows)
         band = xp[:, :, r0 * sh : (r1 - 1) * sh + dh * (kh - 1) + 1]  # the input rows output rows r0..r1-1 read
         bands.append(torch.conv2d(band, w, None, stride, 0, dilation, groups))
-    return bands[0] if len(bands) == 1 else torch.cat(bands, dim=2)
+    return torch.cat(bands, dim=2)
 
 
 def _conv_transpose2d_rows(x: Tensor, w: Tensor, stride, padding, output_padding, dilation) -> Tensor:
@@ -222,9 +224,8 @@ def _reduce(x, dim=None, keepdim=False, *, dtype=None, mean: bool):
         raise InexactOperationError("exact sum/mean keep the input dtype")
     steps = snap(x)
     s = steps.sum() if dim is None else steps.sum(dim=dim, keepdim=keepdim)
-    if mean:
-        s = s / (steps.numel() // max(s.numel(), 1))  # correctly rounded division, then back to the grid
-        s = torch.round(s).clamp_(-_MAX_STEPS, _MAX_STEPS)
+    if mean:  # correctly rounded division, then back to the grid
+        return _requantize(s / (steps.numel() // max(s.numel(), 1)), 0, x)
     return _to_grid(s, x)
 
 

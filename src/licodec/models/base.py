@@ -24,10 +24,9 @@ the resolution) and z (1/64). The codec (`licodec.codec.Codec`) sets ``tile``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import zlib
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import ClassVar, Optional
@@ -252,7 +251,7 @@ class CompressionModel(nn.Module):
         q = self.quality_tensor(quality, 1, self.device)
         lat = self.decode_latents(streams, hw, exact)
         self.check_latents(checksum, lat["z_hat"], lat["y_hat"])
-        with coding_threads() if deterministic else contextlib.nullcontext():
+        with coding_threads() if deterministic else nullcontext():
             if out is not None:
                 return self.synthesis(lat["y_hat"], q, out=out)
             return self.synthesis(lat["y_hat"], q).clamp_(0, 1)[..., : hw[0], : hw[1]]
