@@ -175,3 +175,85 @@ def test_scale_augmentation_draws_reproducible_downscaled_crops(train_images):
     assert tv(batches[0]) < tv(plain)
     with pytest.raises(ValueError):
         CropSampler(train_images, 32, torch.Generator(), 0.5)
+
+
+def _cli(*argv, **kw):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "licodec.cli", "train", *map(str, argv)], capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+def _tiny_cli_args(train_images, out, steps=2):
+    return ["-m", "mbt2018-mean", "--config", json.dumps(FIXED[1]), "--data", train_images, "--val", "",
+            "--out", out, "--steps", steps, "--batch-size", "1", "--patch", "64", "--checkpoint-minutes", "0"]
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path, train_images):
+    out = tmp_path / "run"
+    assert _cli(*_tiny_cli_args(train_images, out)).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = _cli(*_tiny_cli_args(train_images, out, steps=4))
+    assert r.returncode == 1 and "holds a training run" in r.stderr and "--resume" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # checkpoint, log and weights untouched
+    r = _cli(*_tiny_cli_args(train_images, out, steps=4), "--resume")
+    assert r.returncode == 0 and "resumed" in r.stdout
+    assert _cli(*_tiny_cli_args(train_images, out, steps=2), "--force").returncode == 0  # asked for: replaced
+
+
+def test_resume_without_a_checkpoint(tmp_path, train_images):
+    out = tmp_path / "empty"
+    r = _cli(*_tiny_cli_args(train_images, out), "--resume")
+    assert r.returncode == 1 and "no checkpoint.safetensors" in r.stderr and "--force" in r.stderr
+    assert not out.exists()
+    r = _cli(*_tiny_cli_args(train_images, out), "--resume", "--force")
+    assert r.returncode == 0 and "starting from scratch" in r.stderr
+
+
+def test_bad_data_creates_nothing(tmp_path, train_images):
+    out = tmp_path / "run"
+    args = _tiny_cli_args(train_images, out)
+    r = _cli(*[a if a != train_images else tmp_path / "nosuch" for a in args])
+    assert r.returncode == 1 and "no such directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "notes.txt").write_text("no images")
+    r = _cli(*[a if a != train_images else tmp_path / "none" for a in args])
+    assert r.returncode == 1 and "no images found" in r.stderr and not out.exists()
+    small = tmp_path / "small"
+    small.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(small / "a.png")
+    r = _cli(*[a if a != train_images else small for a in args])
+    assert r.returncode == 1 and "no image is at least 64x64" in r.stderr and "internal" not in r.stderr
+    Image.new("RGB", (80, 80)).save(small / "b.png")
+    r = _cli(*[a if a != train_images else small for a in args])
+    assert r.returncode == 0 and "1 image(s)" in r.stderr and "smaller than --patch 64" in r.stderr
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_writes_a_checkpoint(tmp_path, train_images, sig):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = _tiny_cli_args(train_images, out, steps=100000)
+    args[args.index("--checkpoint-minutes") + 1] = "60"  # only the signal writes one
+    p = subprocess.Popen([sys.executable, "-m", "licodec.cli", "train", *map(str, args), "--log-every", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not ((out / "log.csv").exists() and len((out / "log.csv").read_text().splitlines()) > 2):
+        time.sleep(0.2)
+    assert not (out / train.CKPT).exists()
+    p.send_signal(getattr(signal, sig))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1 and f"{sig} at step" in err and "--resume" in err, err
+    step = int(err.split(f"{sig} at step ")[1].split(":")[0])
+    assert step >= 2
+    meta = __import__("safetensors").safe_open(str(out / train.CKPT), "pt").metadata()
+    assert int(meta["step"]) == step

@@ -44,10 +44,11 @@ class CropSampler:
         if max_scale < 1:
             raise ValueError(f"max_scale must be >= 1, got {max_scale}")
         self.max_scale = max_scale
-        self.images = [load_rgb(p) for p in list_images(folder)]
-        self.images = [im for im in self.images if min(im.shape[1:]) >= patch]
+        images = [load_rgb(p) for p in list_images(folder)]
+        self.images = [im for im in images if min(im.shape[1:]) >= patch]
+        self.skipped = len(images) - len(self.images)  # smaller than the crop
         if not self.images:
-            raise ValueError(f"{folder}: no image is at least {patch}x{patch}")
+            raise ValueError(f"{folder}: no image is at least {patch}x{patch} ({len(images)} smaller ones)")
         self.patch = patch
         self.g = generator
         # sample images proportionally to their area so every pixel is equally likely
@@ -76,3 +77,58 @@ class CropSampler:
                 crop = crop.flip(1)
             out.append(crop)
         return torch.stack(out).float().div_(255.0)
+
+
+class Prefetcher:
+    """Training batches drawn ahead in a background thread, in the order the sampler would give
+    them, so that cropping never stalls the model.
+
+    Each item is (x (B,3,p,p) float, q (B,) ~ U[1, levels] or None, the sampler generator's state
+    after drawing it): a checkpoint stores the state of the last batch *trained on*, and a resumed
+    run draws the same batches as an uninterrupted one. The qualities come from the sampler's
+    generator right after each batch's crops. The sampler's generator must not be used elsewhere
+    while a Prefetcher runs."""
+
+    def __init__(self, sampler: CropSampler, batch_size: int, levels: float | None = None, depth: int = 2) -> None:
+        import queue
+        import threading
+
+        self._sampler, self._batch, self._levels = sampler, batch_size, levels
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="licodec-prefetch", daemon=True)
+        self._thread.start()
+
+    def _draw(self):
+        x = self._sampler.batch(self._batch)
+        q = None
+        if self._levels is not None:
+            q = 1 + (self._levels - 1) * torch.rand(self._batch, generator=self._sampler.g)
+        return x, q, self._sampler.g.get_state()
+
+    def _work(self) -> None:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                item = self._draw()
+            except BaseException as e:  # handed to the consumer
+                item = e
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def next(self):
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

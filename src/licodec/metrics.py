@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from .entropy.gaussian import LIKELIHOOD_MIN
+
 
 def bpp_from_likelihoods(likelihoods: dict[str, Tensor], num_pixels: int) -> Tensor:
     """Estimated rate in bits per pixel: Σ −log2 p over every latent, per image pixel."""
@@ -18,17 +20,54 @@ def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
+CCA_LAMBDA = 0.05  # the official CCA training's fixed distortion weight (``--lambda``, `rd_loss`)
+
+
 def rd_loss(out: dict, x: Tensor, lmbda: float | Tensor) -> dict[str, Tensor]:
-    """L = λ·255²·MSE + bpp (the CompressAI/Minnen convention of the λ ladder) + ``out["aux_loss"]``,
-    a model's own already-weighted training term when it has one (e.g. han2024-cca's CCA loss),
-    also reported as "aux".
+    """L = λ·255²·MSE + bpp (the CompressAI/Minnen convention of the λ ladder), plus the CCA
+    term (Han et al. 2024) when the model returns an auxiliary model's likelihoods.
 
     λ is a number, or a (B,) tensor with one λ per image (variable-rate training): the
     distortion term is then the batch mean of λ_b·255²·MSE_b. "mse" is the batch mean either way.
+
+    CCA: the official loss is lmbda·255²·MSE + β·bpp + alpha·L_CCA with lmbda = 0.05 and β the
+    rate point; divided by β = 0.05/λ it is ours plus α(λ)·L_CCA with α(λ) = alpha·λ/0.05, per
+    image. L_CCA = R_main(y) − R_aux(y). The auxiliary likelihoods arrive with their input
+    gradient reversed (`licodec.models.cca.HanCCA._aux_likelihoods`), so the term added to the
+    loss is α·(R_main + R_aux): the encoder descends α·(R_main − R_aux), the auxiliary model
+    α·R_aux (its own rate). "cca" reports α·(R_main − R_aux), "r_aux" R_aux, "aux_floor" the
+    share of auxiliary likelihoods at the floor (a collapsed auxiliary model).
+
+    Returns "loss" (what is back-propagated), "bpp", "mse", "r_y", "r_z" (bits per pixel of each
+    likelihood tensor), "r_groups" (per channel group, when the model has groups) and, with
+    CCA, "cca", "r_aux", "aux_floor" and "aux" (the CCA part of "loss"); all but "loss" detached
+    except "bpp"/"mse"/"aux".
     """
     n, _, h, w = x.shape
-    bpp = bpp_from_likelihoods(out["likelihoods"], n * h * w)
+    pixels = n * h * w
+    lik = out["likelihoods"]
+    bpp = bpp_from_likelihoods(lik, pixels)
     mse_b = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3))  # (B,)
-    aux = out.get("aux_loss", 0)
-    distortion = torch.mean(torch.as_tensor(lmbda, dtype=mse_b.dtype, device=mse_b.device) * mse_b) * 255**2
-    return {"loss": distortion + bpp + aux, "bpp": bpp, "mse": mse_b.mean(), "aux": aux}
+    lam = torch.as_tensor(lmbda, dtype=mse_b.dtype, device=mse_b.device).expand(n)  # (B,)
+    loss = torch.mean(lam * mse_b) * 255**2 + bpp
+    terms = {"bpp": bpp, "mse": mse_b.mean(), "aux": torch.zeros((), device=x.device)}
+    for key in lik:
+        terms[f"r_{key}"] = (-torch.log2(lik[key].detach()).sum() / pixels)
+    if "y_groups" in out:
+        groups = lik["y"].detach().split(out["y_groups"], dim=1)  # K x (B,|g_i|,h,w)
+        terms["r_groups"] = [-torch.log2(g).sum() / pixels for g in groups]
+    if "aux_likelihoods" in out:
+        bits_y = -torch.log2(lik["y"]).sum(dim=(1, 2, 3))  # (B,)
+        aux_lik = out["aux_likelihoods"]
+        bits_aux = -torch.log2(aux_lik).sum(dim=(1, 2, 3))  # (B,)
+        alpha = out["cca_alpha"] * lam / CCA_LAMBDA  # (B,)
+        terms["aux"] = (alpha * (bits_y + bits_aux)).sum() / pixels
+        loss = loss + terms["aux"]
+        terms["cca"] = (alpha * (bits_y - bits_aux)).sum().detach() / pixels
+        terms["r_aux"] = bits_aux.sum().detach() / pixels
+        terms["aux_floor"] = (aux_lik.detach() <= AUX_FLOOR).float().mean()
+    terms["loss"] = loss
+    return terms
+
+
+AUX_FLOOR = LIKELIHOOD_MIN * (1 + 1e-6)  # float32 likelihoods at the lower bound compare <= this

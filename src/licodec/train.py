@@ -18,6 +18,9 @@ import csv
 import dataclasses
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,12 +28,13 @@ import torch
 from safetensors.torch import load_file, save_file, safe_open
 from tqdm import tqdm
 
-from .data import CropSampler, list_images, load_rgb
+from .data import CropSampler, Prefetcher, list_images, load_rgb
 from .errors import LicodecError
 from .metrics import bpp_from_likelihoods, psnr, rd_loss
+from .precision import resolve_precision
 from .registry import create_model
 from .rate import LAMBDAS, MAX_QUALITY, lambda_for
-from .weights import atomic_write, load_weights, save_weights
+from .weights import atomic_write, dense, load_weights, save_weights
 
 CKPT = "checkpoint.safetensors"
 
@@ -65,14 +69,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--widen", default=None,
                    help="start from these weights of the same model in a narrower config (e.g. M 96 -> 192): "
                         "old channels copied, new ones initialized (see licodec.train.widen)")
-    p.add_argument("--bf16", action="store_true",
-                   help="bfloat16 autocast for the transforms g_a/g_s in training (entropy models stay float32); "
-                        "about 1.5x faster on CPUs with AVX512-BF16")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16: bfloat16 autocast with channels_last for the transforms g_a/g_s (GDN, layer norms, "
+                        "entropy models and the loss stay float32); auto: bf16 where it is measured faster "
+                        "(CPUs with AMX-BF16, GPUs with bfloat16), else fp32 (see licodec.precision)")
+    p.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="same as --precision bf16")
     p.add_argument("--random-mask", action="store_true",
                    help="He 2021 §4.1 random-mask model: a new random context mask every step (lee2019-ctx)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    p.add_argument("--force", action="store_true",
+                   help="start a new run in an OUT that holds one (its checkpoint and log are replaced), or "
+                        "--resume from scratch when OUT has no checkpoint")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0)
     p.add_argument("--val-every", type=int, default=1000)
+    p.add_argument("--log-every", type=int, default=50, help="steps between rows of log.csv (and validation steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -102,13 +112,14 @@ def _optim_from_tensors(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _rng_state(gen: torch.Generator, device=None) -> tuple[torch.Tensor, ...]:
-    """This process's RNG states: torch's global one, the sampler's and, on CUDA, the device's
+def _rng_state(sampler_state: torch.Tensor, device=None) -> tuple[torch.Tensor, ...]:
+    """This process's RNG states: torch's global one, the sampler's (as it was after the last
+    batch trained on: `licodec.data.Prefetcher` draws ahead) and, on CUDA, the device's
     (quantization noise is drawn on the device of the latents)."""
     device = torch.device(device or "cpu")
     if device.type == "cuda":
-        return torch.get_rng_state(), gen.get_state(), torch.cuda.get_rng_state(device)
-    return torch.get_rng_state(), gen.get_state()
+        return torch.get_rng_state(), sampler_state, torch.cuda.get_rng_state(device)
+    return torch.get_rng_state(), sampler_state
 
 
 def save_checkpoint(path: Path, model, opt, step: int, rng: list, args: dict, best: float,
@@ -117,9 +128,9 @@ def save_checkpoint(path: Path, model, opt, step: int, rng: list, args: dict, be
     in one safetensors file written atomically (a kill mid-write leaves the previous one)."""
     if not write:
         return
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": dense(v) for k, v in model.state_dict().items()}
     ot, ometa = _optim_to_tensors(opt)
-    tensors.update({k: v.detach().cpu().contiguous() for k, v in ot.items()})
+    tensors.update({k: dense(v) for k, v in ot.items()})
     for r, (torch_state, sampler_state, *cuda_state) in enumerate(rng):
         tensors[f"rng.{r}.torch"] = torch_state
         tensors[f"rng.{r}.sampler"] = sampler_state
@@ -354,8 +365,40 @@ def run(args: argparse.Namespace) -> Path:
         dd.close()
 
 
+def check_run_directory(args: argparse.Namespace) -> bool:
+    """Refuse what would lose a user's run or start one on nothing, before anything is created.
+    Returns whether to resume from OUT's checkpoint."""
+    out, ckpt = Path(args.out), Path(args.out) / CKPT
+    _check_images(args.data, "--data")
+    if args.val:
+        _check_images(args.val, "--val")
+    if out.exists() and not out.is_dir():
+        raise LicodecError(f"--out {out}: exists and is not a directory")
+    held = [p.name for p in (ckpt, out / "log.csv") if p.exists()]
+    if args.resume:
+        if ckpt.exists():
+            return True
+        if not args.force:
+            raise LicodecError(f"--resume: {out} has no {CKPT} to continue from (add --force to start from scratch)")
+        print(f"NOTE: {out} has no {CKPT}: --force, starting from scratch", file=sys.stderr)
+        return False
+    if held and not args.force:
+        raise LicodecError(f"{out} holds a training run ({', '.join(held)}): continue it with --resume, "
+                           "or replace it with --force")
+    return False
+
+
+def _check_images(folder: str, flag: str) -> None:
+    try:
+        list_images(folder)
+    except FileNotFoundError as e:
+        hint = " (make the training photos with: python scripts/prepare_data.py)" if folder.startswith("data") else ""
+        raise LicodecError(f"{flag} {e}{hint}") from None
+
+
 def _run(args: argparse.Namespace, dd: _Dist) -> Path:
     out = Path(args.out)
+    resume = check_run_directory(args) if dd.main else args.resume and (out / CKPT).exists()
     out.mkdir(parents=True, exist_ok=True)
     lmbda = args.lmbda if args.lmbda is not None else LAMBDAS[args.quality]
     torch.manual_seed(args.seed)
@@ -381,60 +424,67 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
         donor, _ = load_weights(args.widen, expect_model=args.model)
         copied = widen(model, donor)
         print(f"widened: {copied} of {len(model.state_dict())} tensors from {args.widen}")
-    model.to(dd.device).train()
-    model.bf16_transforms = args.bf16
+    precision = resolve_precision(args.precision, dd.device)
+    set_precision(model.to(dd.device).train(), precision)
     net = dd.wrap(model)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     # each rank its own crops and noise; rank r of a run with seed s draws as seed s + r
     torch.manual_seed(args.seed + dd.rank)
     gen = torch.Generator().manual_seed(args.seed + dd.rank)
-    sampler = CropSampler(args.data, args.patch, gen, args.scale_aug)
+    try:
+        sampler = CropSampler(args.data, args.patch, gen, args.scale_aug)
+    except ValueError as e:
+        raise LicodecError(f"--data {e}") from None
+    if sampler.skipped and dd.main:
+        print(f"NOTE: {sampler.skipped} image(s) in {args.data} are smaller than --patch {args.patch} and are not used",
+              file=sys.stderr)
     val_images = [load_rgb(p) for p in list_images(args.val)] if args.val and dd.main else []
     step, best = 0, math.inf
     ckpt = out / CKPT
-    if args.resume and ckpt.exists():
+    if resume:
         step, best = load_checkpoint(ckpt, model, opt, gen, dd.rank, dd.device, dd.world)
         if dd.main:
             print(f"resumed from {ckpt} at step {step}")
-    logger = _Logger(out, step, val_columns(model.variable_rate), args.tensorboard) if dd.main else None
+    groups = len(getattr(model, "group_sizes", []))
+    logger = (_Logger(out, step, val_columns(model.variable_rate), groups, args.tensorboard, args.log_every)
+              if dd.main else None)
     last_ckpt = time.monotonic()
     vars_ = {k: v for k, v in vars(args).items() if k != "func"}
     desc = f"{model.name} " + ("q 1..8" if model.variable_rate else f"λ={lmbda:g}")
+    if dd.main:
+        print(f"precision {precision} ({args.precision}), {torch.get_num_threads()} threads")
     bar = tqdm(total=args.steps, initial=step, desc=desc, dynamic_ncols=True, disable=not dd.main)
     stop = min(args.steps, args.stop_at or args.steps)
-    while step < stop:
-        lr = learning_rate(args, step)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x = sampler.batch(args.batch_size).to(dd.device)
-        if model.variable_rate:
-            q = 1 + (MAX_QUALITY - 1) * torch.rand(args.batch_size, generator=gen)  # (B,) ~ U[1, 8]
-            o, lam = net(x, q.to(dd.device)), lambda_for(q).to(dd.device)
-        else:
-            o, lam = net(x), lmbda
-        terms = rd_loss(o, x, lam)
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        if args.clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        opt.step()
-        step += 1
-        bar.update(1)
+    batches = Prefetcher(sampler, args.batch_size, MAX_QUALITY if model.variable_rate else None)
+    sampler_state = gen.get_state()
+    stop_signal = _StopSignal(dd.world == 1)
+    try:
+        while step < stop:
+            lr = learning_rate(args, step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, q, sampler_state = batches.next()
+            terms = train_step(net, model, opt, x, q, lmbda, args.clip)
+            step += 1
+            bar.update(1)
+            _check_auxiliary(terms, step)
+            if logger is not None:
+                _log_step(logger, bar, model, val_images, args, lmbda, step, lr, terms)
+                best = min(best, logger.last_cost)
+            if dd.agree(time.monotonic() - last_ckpt > args.checkpoint_minutes * 60 or step == stop
+                        or stop_signal.received is not None):
+                save_checkpoint(ckpt, model, opt, step, dd.gather(_rng_state(sampler_state, dd.device)), vars_, best,
+                                write=dd.main)
+                last_ckpt = time.monotonic()
+            if stop_signal.received is not None:
+                raise TrainingInterrupted(f"{stop_signal.received} at step {step}: checkpoint written to {ckpt}; "
+                                          "continue with --resume")
+    finally:
+        stop_signal.restore()
+        batches.close()
         if logger is not None:
-            p = 10 * math.log10(1 / max(terms["mse"].item(), 1e-10))
-            bar.set_postfix(loss=f"{terms['loss'].item():.3f}", bpp=f"{terms['bpp'].item():.3f}", psnr=f"{p:.2f}")
-            v = {}
-            if val_images and (step % args.val_every == 0 or step == args.steps):
-                v, cost = validate_all(model, val_images, lmbda)
-                best = min(best, cost)
-                tqdm.write(f"step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
-            logger.log(step, lr, terms, p, v)
-        if dd.agree(time.monotonic() - last_ckpt > args.checkpoint_minutes * 60 or step == stop):
-            save_checkpoint(ckpt, model, opt, step, dd.gather(_rng_state(gen, dd.device)), vars_, best, write=dd.main)
-            last_ckpt = time.monotonic()
+            logger.close()
     bar.close()
-    if logger is not None:
-        logger.close()
     if step < args.steps:
         if dd.main:
             print(f"stopped at step {step}; continue with --resume")
@@ -446,33 +496,126 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
         model.eval()
         v = validate_all(model, val_images, lmbda)[0] if val_images else {}
         _export(model, export, args.quality, lmbda, args.half,
-                {"steps": step, "patch": args.patch, "batch_size": args.batch_size, "processes": dd.world, **v})
+                {"steps": step, "patch": args.patch, "batch_size": args.batch_size, "processes": dd.world,
+                 "precision": precision, **v})
         print(f"wrote {export}")
     return export
 
 
-class _Logger:
-    """log.csv (appended on resume) and, with ``--tensorboard``, TensorBoard scalars."""
+def set_precision(model, precision: str):
+    """``bf16``: bfloat16 autocast of g_a/g_s and every parameter in channels_last (`licodec.precision`);
+    ``fp32``: float32, standard layout. Returns the model."""
+    model.bf16_transforms = precision == "bf16"
+    return model.to(memory_format=torch.channels_last if precision == "bf16" else torch.contiguous_format)
 
-    def __init__(self, out: Path, step: int, val_cols: list[str], tensorboard: bool) -> None:
+
+def train_step(net, model, opt, x: torch.Tensor, q: torch.Tensor | None, lmbda: float, clip: float) -> dict:
+    """One optimizer step on the batch x (B,3,p,p) in [0, 1]: variable-rate models at the
+    qualities q (B,) and their λ(q), fixed-rate ones at ``lmbda``. ``net`` is the model or its DDP
+    wrapper. Returns `licodec.metrics.rd_loss`'s terms."""
+    dev = model.device
+    x = x.to(dev, memory_format=torch.channels_last if model.bf16_transforms else torch.contiguous_format)
+    if model.variable_rate:
+        o, lam = net(x, q.to(dev)), lambda_for(q).to(dev)
+    else:
+        o, lam = net(x), lmbda
+    terms = rd_loss(o, x, lam)
+    opt.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    return terms
+
+
+class TrainingInterrupted(LicodecError):
+    """SIGINT/SIGTERM during training: the checkpoint of the current step was written."""
+
+
+class _StopSignal:
+    """SIGINT and SIGTERM end training after the current step (with a checkpoint) instead of at once.
+    Single-process runs in the main thread only (torchrun handles its workers' signals itself)."""
+
+    def __init__(self, install: bool) -> None:
+        self.received: str | None = None
+        self._saved = {}
+        if install and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
+AUX_FLOOR_LIMIT = 0.01  # share of auxiliary likelihoods at the floor that stops a run ...
+AUX_FLOOR_AFTER = 500  # ... after this many steps
+
+
+def _check_auxiliary(terms: dict, step: int) -> None:
+    """Stop a CCA run whose auxiliary model has collapsed to the likelihood floor (its rate, and
+    hence the CCA term, would be a constant)."""
+    if "aux_floor" in terms and step > AUX_FLOOR_AFTER:
+        share = terms["aux_floor"].item()
+        if share > AUX_FLOOR_LIMIT:
+            raise LicodecError(f"step {step}: {100 * share:.1f} % of the auxiliary model's likelihoods are at the "
+                               f"floor (limit {100 * AUX_FLOOR_LIMIT:g} % after step {AUX_FLOOR_AFTER}): the CCA "
+                               "auxiliary model has collapsed; the last checkpoint is kept")
+
+
+def _log_step(logger, bar, model, val_images, args, lmbda, step, lr, terms) -> None:
+    p = 10 * math.log10(1 / max(terms["mse"].item(), 1e-10))
+    bar.set_postfix(loss=f"{terms['loss'].item():.3f}", bpp=f"{terms['bpp'].item():.3f}", psnr=f"{p:.2f}")
+    v = {}
+    logger.last_cost = math.inf
+    if val_images and (step % args.val_every == 0 or step == args.steps):
+        v, logger.last_cost = validate_all(model, val_images, lmbda)
+        tqdm.write(f"step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
+    logger.log(step, lr, terms, p, v)
+
+
+TRAIN_COLUMNS = ["loss", "bpp", "psnr", "r_y", "r_z", "r_aux", "cca", "aux_floor"]
+
+
+class _Logger:
+    """log.csv (appended on resume) and, with ``--tensorboard``, TensorBoard scalars.
+
+    Columns: step, time, lr, the training terms of the batch (`TRAIN_COLUMNS`: loss, bpp, PSNR,
+    the rates of y, z and (CCA) of the auxiliary model, the CCA term, the share of auxiliary
+    likelihoods at the floor), the rate of each channel group (r_g1 ..), then the validation
+    columns. Empty where a model has no such term. A log written with other columns (an older
+    licodec) is kept: its rows are carried over under the new header, missing values empty."""
+
+    def __init__(self, out: Path, step: int, val_cols: list[str], groups: int, tensorboard: bool,
+                 every: int = 50) -> None:
         path = out / "log.csv"
+        self.columns = ["step", "time", "lr", *TRAIN_COLUMNS, *(f"r_g{i + 1}" for i in range(groups)), *val_cols]
+        self.last_cost = math.inf
+        self.every = max(1, every)
         new = not path.exists() or step == 0
         if not new:  # a killed run may have logged past its last checkpoint: drop those rows
             with open(path, newline="") as f:
                 rows = list(csv.reader(f))
-            keep = rows[:1] + [r for r in rows[1:] if len(r) == len(rows[0]) and r[0].isdigit() and int(r[0]) <= step]
-            if len(keep) < len(rows):
+            head = rows[0] if rows else self.columns
+            keep = [r for r in rows[1:] if len(r) == len(head) and r[0].isdigit() and int(r[0]) <= step]
+            if len(keep) < len(rows) - 1 or head != self.columns:
+                keep = [[dict(zip(head, r)).get(c, "") for c in self.columns] for r in keep]
 
                 def write(tmp):
                     with open(tmp, "w", newline="") as f:
-                        csv.writer(f).writerows(keep)
+                        csv.writer(f).writerows([self.columns, *keep])
 
                 atomic_write(path, write)
         self.val_cols = val_cols
         self.file = open(path, "w" if new else "a", newline="")
         self.csv = csv.writer(self.file)
         if new:
-            self.csv.writerow(["step", "time", "lr", "loss", "bpp", "psnr", *val_cols])
+            self.csv.writerow(self.columns)
         self.tb = None
         if tensorboard:
             try:
@@ -481,16 +624,23 @@ class _Logger:
                 raise LicodecError("--tensorboard needs the tensorboard package: pip install 'licodec[train]'") from None
             self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=step + 1)
 
+    @staticmethod
+    def _values(terms: dict, psnr_db: float) -> dict[str, float]:
+        v = {k: terms[k].item() for k in TRAIN_COLUMNS if k in terms and k != "psnr"}
+        v["psnr"] = psnr_db
+        for i, r in enumerate(terms.get("r_groups", [])):
+            v[f"r_g{i + 1}"] = r.item()
+        return v
+
     def log(self, step: int, lr: float, terms: dict, psnr_db: float, val: dict[str, float]) -> None:
-        if step % 50 == 0 or val:
-            row = [step, f"{time.time():.0f}", lr, f"{terms['loss'].item():.5f}", f"{terms['bpp'].item():.5f}",
-                   f"{psnr_db:.3f}", *(f"{val[c]:.5f}" if c in val else "" for c in self.val_cols)]
+        if step % self.every == 0 or val:
+            v = {**self._values(terms, psnr_db), **val}
+            row = [step, f"{time.time():.0f}", lr, *(f"{v[c]:.5f}" if c in v else "" for c in self.columns[3:])]
             self.csv.writerow(row)
             self.file.flush()
         if self.tb is not None and (step % 10 == 0 or val):
-            self.tb.add_scalar("train/loss", terms["loss"].item(), step)
-            self.tb.add_scalar("train/bpp", terms["bpp"].item(), step)
-            self.tb.add_scalar("train/psnr", psnr_db, step)
+            for k, x in self._values(terms, psnr_db).items():
+                self.tb.add_scalar(f"train/{k}", x, step)
             self.tb.add_scalar("train/lr", lr, step)
             for k, x in val.items():
                 self.tb.add_scalar(f"val/{k}", x, step)

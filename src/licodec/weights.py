@@ -34,11 +34,18 @@ class WeightsError(ValueError):
     pass
 
 
+def dense(t: torch.Tensor) -> torch.Tensor:
+    """A CPU copy with the standard (row-major) strides, whatever the tensor's memory format
+    (channels_last parameters of bf16 training have other strides, even where they count as
+    contiguous)."""
+    return t.detach().cpu().clone(memory_format=torch.contiguous_format)
+
+
 def fingerprint(state: dict[str, torch.Tensor]) -> bytes:
     """8-byte hash of names, dtypes, shapes and bytes of every tensor (sorted by name)."""
     h = hashlib.sha256()
     for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
+        t = dense(state[name])
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.digest()[:8]
@@ -84,7 +91,7 @@ def save_weights(model, path, quality: float | None, lmbda: float | None = None,
     stored float16 values)."""
     if (quality is None) != model.variable_rate:
         raise ValueError("variable-rate weights are saved with quality=None, fixed-rate ones with a quality")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: dense(v) for k, v in model.state_dict().items()}
     if half:
         state = {k: _half(v) for k, v in state.items()}
     fp = fingerprint(state)

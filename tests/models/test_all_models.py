@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from licodec.metrics import rd_loss
+
 from conftest import TINY_CONFIGS, image_tensor, tiny_model
 from licodec.entropy import CodingError
 from licodec.models.base import LatentMismatchError
@@ -79,11 +81,12 @@ def test_training_forward_backward(name):
     with torch.no_grad():
         m.g_a[-1].weight.mul_(50)  # random-init latents are all |y| < 1/2: make every context non-zero
         m.h_a[-1].weight.mul_(50)  # ... and ẑ too, so that h_s gets a gradient
-    out = m(torch.rand(2, 3, 64, 64))
+    x = torch.rand(2, 3, 64, 64)
+    out = m(x)
     assert out["x_hat"].shape == (2, 3, 64, 64)
     assert out["likelihoods"]["y"].shape[2:] == (4, 4) and out["likelihoods"]["z"].shape[2:] == (1, 1)
     loss = out["x_hat"].square().mean() + sum(-l.log2().sum() for l in out["likelihoods"].values())
-    (loss + out.get("aux_loss", 0)).backward()
+    (loss + rd_loss(out, x, 0.01)["aux"]).backward()  # with the CCA term of models that have one
     # every parameter is on the loss's graph (NAF blocks start with zero residual scales, so some
     # gradients are legitimately zero at initialization: only "not connected" is a failure)
     no_grad = [n for n, p in m.named_parameters() if p.grad is None]
@@ -96,8 +99,14 @@ def test_bf16_transforms_only_in_training():
     m = tiny_model("mbt2018-mean").train()
     m.bf16_transforms = True
     x = torch.rand(1, 3, 64, 64)
+    seen = {}
+    for name, mod in m.g_a.named_children():
+        mod.register_forward_hook(lambda mod, inp, out, name=name: seen.update({name: (inp[0], out)}))
     out = m(x)
     assert out["x_hat"].dtype == torch.float32 and out["likelihoods"]["y"].dtype == torch.float32
+    # the convolutions of g_a run in bfloat16 on channels_last tensors, GDN in float32
+    assert seen["0"][1].dtype == torch.bfloat16 and seen["0"][1].is_contiguous(memory_format=torch.channels_last)
+    assert seen["1"][0].dtype == torch.bfloat16 and seen["1"][1].dtype == torch.float32  # GDN
     m.eval()
     enc = m.compress(x)
     m.bf16_transforms = False

@@ -3,7 +3,8 @@
 GDN:  y_i = x_i / sqrt(β_i + Σ_j γ_ij x_j²)      IGDN: y_i = x_i · sqrt(β_i + Σ_j γ_ij x_j²)
 
 β and γ are kept non-negative by the reparameterization of Ballé 2018 (stored as square roots,
-lower-bounded with a gradient that still pushes them back up).
+lower-bounded with a gradient that still pushes them back up). Computed in float32 even under
+bfloat16 autocast (`licodec.layers.float32`).
 """
 
 import torch
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..entropy.quantize import lower_bound
+from .float32 import as_float32, float32_region
 
 _PEDESTAL = 2.0**-18
 
@@ -29,8 +31,10 @@ class GDN(nn.Module):
         self.gamma = nn.Parameter(torch.sqrt(gamma_init * torch.eye(channels) + _PEDESTAL**2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        beta = _reparam(self.beta, self.beta_min)
-        gamma = _reparam(self.gamma, 0.0).reshape(c, c, 1, 1)
-        norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
-        return x * norm if self.inverse else x / norm
+        with float32_region(x):  # float32 also under bfloat16 autocast
+            x = as_float32(x)
+            c = x.shape[1]
+            beta = _reparam(self.beta, self.beta_min)
+            gamma = _reparam(self.gamma, 0.0).reshape(c, c, 1, 1)
+            norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
+            return x * norm if self.inverse else x / norm

@@ -21,9 +21,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .float32 import as_float32, float32_region
+
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over the channel dimension of (B, C, H, W), with a per-channel affine map."""
+    """LayerNorm over the channel dimension of (B, C, H, W), with a per-channel affine map; in
+    float32 even under bfloat16 autocast (`licodec.layers.float32`)."""
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -32,10 +35,12 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        mu = x.mean(dim=1, keepdim=True)  # (B,1,H,W)
-        var = (x - mu).square().mean(dim=1, keepdim=True)  # (B,1,H,W), biased as in LayerNorm
-        x = (x - mu) / torch.sqrt(var + self.eps)
-        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        with float32_region(x):
+            x = as_float32(x)
+            mu = x.mean(dim=1, keepdim=True)  # (B,1,H,W)
+            var = (x - mu).square().mean(dim=1, keepdim=True)  # (B,1,H,W), biased as in LayerNorm
+            x = (x - mu) / torch.sqrt(var + self.eps)
+            return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
 class SimpleGate(nn.Module):

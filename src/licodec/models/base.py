@@ -208,11 +208,12 @@ class CompressionModel(nn.Module):
         return out
 
     def transform(self, f: nn.Module, x: Tensor) -> Tensor:
-        """Apply g_a or g_s; in training with ``bf16_transforms`` under bfloat16 autocast, returning
-        float32 so that entropy models always compute in float32. Coding always runs in float32."""
+        """Apply g_a or g_s; in training with ``bf16_transforms`` under bfloat16 autocast on
+        channels_last tensors (`licodec.precision`), returning float32 so that entropy models always
+        compute in float32. Coding always runs in float32."""
         if self.training and self.bf16_transforms:
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
-                return f(x).float()
+                return f(x.contiguous(memory_format=torch.channels_last)).float()
         return f(x)
 
     def config_dict(self) -> dict:

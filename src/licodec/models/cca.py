@@ -23,8 +23,8 @@ Data flow (names as in the paper / CompressAI)::
                         ŷ = [ŷ_1 .. ŷ_K] ──g_s──> x̂
 
           training + use_cca only, after the loop (`_aux_likelihoods`):
-            (μ'_i, σ'_i) = a_i(ψ, ŷ_<i−1)    auxiliary model: group i without ŷ_{i−1}
-            aux_loss = α·(L_CCA + L_Aux)     (`cca_bits`)
+            (μ'_i, σ'_i) = a_i(sg(ψ), ŷ_<i−1)   auxiliary model: group i without ŷ_{i−1}
+            L_CCA = R_main(y) − R_aux(y)        (weighted α(λ) = alpha·λ/0.05, in `licodec.metrics.rd_loss`)
 
 What implements what:
 
@@ -41,25 +41,16 @@ What implements what:
   latent residual prediction adds 0.5·tanh(lrp_i([mean features, ŷ_i])) to ŷ_i. When coding,
   the LRP is snapped to the 1/64 grid of the coded means, so the coded ŷ is exact in float32
   (it differs from the training/evaluation forward's ŷ by at most 1/128).
-- Auxiliary entropy model and CCA loss: the paper's L_CCA (its Eq. 6–7) and L_Aux (its Eq. 9;
-  equation numbers as cited in the official repository's issues #3 and #6) — see
-  `HanCCA.cca_bits` for the exact form and the gradient flow, settled from the official code.
+- Auxiliary entropy model and CCA loss (paper §3.2): see `HanCCA._aux_likelihoods` for the
+  gradient flow; `docs/cca.md` for why it differs from the official code, the α mapping and the
+  measurements.
 
 Configs: `CCAConfig`'s defaults are the paper's full size: 65.0 M parameters for coding, plus
-26.2 M in the auxiliary model (training only; the weights keep them while ``use_cca`` is set).
+the auxiliary model (training only; the weights keep it while ``use_cca`` is set).
 ``SMALL_CONFIG`` (M = 96, N = 64, one NAF and one residual block per stage, narrow entropy
-model; 4.35 M + 1.24 M auxiliary) trains on a CPU in hours::
+model) trains on a CPU::
 
     create_model("han2024-cca", SMALL_CONFIG)
-    licodec train -m han2024-cca --config "$(python -c 'import json, licodec.models.cca as c; print(json.dumps(c.SMALL_CONFIG))')"
-
-λ: our loss is λ·255²·MSE + bpp (`licodec.metrics.rd_loss`) plus ``out["aux_loss"]``. The official
-``train.py`` minimizes ``lmbda·255²·MSE + beta·bpp + alpha·L_CCA + L_Aux`` with ``lmbda`` left at
-its default 0.05 and ``beta`` — the paper's λ, a weight on the rate — chosen per rate point.
-Dividing by ``beta`` gives our λ = lmbda/beta and α = alpha/beta; with the official default
-alpha = 1 the L_Aux weight 1/beta equals α too, hence ``aux_loss`` = α·(L_CCA + L_Aux). (The
-official script also trains its first learning-rate stage with beta = 0.3, a warm-up that
-`licodec train` does not reproduce.)
 """
 
 from __future__ import annotations
@@ -72,7 +63,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..entropy import FactorizedPrior, RangeDecoder, RangeEncoder
+from ..entropy import RangeDecoder, RangeEncoder
 from ..entropy.gaussian import quantize_mean
 from ..layers import NAFBlock, NAFStack, ResidualBottleneckBlock, conv, deconv
 from ..registry import register_model
@@ -97,7 +88,7 @@ class CCAConfig(RateConfig):
     em_blocks: int = 4  # NAF blocks in each group's context transform (official ``--em_layers``)
     head_widths: tuple[int, ...] = (224, 128)  # hidden channels of the 3x3 conv heads μ_i, σ_i, lrp_i
     use_cca: bool = True  # train with the auxiliary entropy model and the CCA loss (False: the paper's no-CCA ablation)
-    alpha: float = 1.0  # α, weight of the CCA loss relative to the rate (see the module docstring for the mapping)
+    alpha: float = 1.0  # the official ``--alpha``: L_CCA weighs α(λ) = alpha·λ/0.05 relative to the rate (docs/cca.md)
 
 
 # A config that trains on a CPU in hours: ~2.8 s per training step at batch 4 of 256x256 crops on one
@@ -195,9 +186,9 @@ CodeGroup = Callable[[int, Optional[Tensor], Tensor, Tensor], "tuple[Tensor, Opt
 class HanCCA(HyperpriorModel):
     """Han et al. 2024 (CCA): NAF/residual CNN transforms, uneven channel-wise context + LRP, CCA loss.
 
-    ``forward`` returns HyperpriorModel's dict; in training with ``use_cca`` it adds
-    ``"aux_loss"`` = α·(L_CCA + L_Aux) per pixel (already weighted; `licodec.metrics.rd_loss`
-    adds it). `compress`/`decompress` never run the auxiliary model.
+    ``forward`` returns HyperpriorModel's dict; in training with ``use_cca`` it adds the
+    auxiliary model's likelihoods, from which `licodec.metrics.rd_loss` forms the CCA term.
+    `compress`/`decompress` never run the auxiliary model.
     """
 
     config_cls = CCAConfig
@@ -242,12 +233,11 @@ class HanCCA(HyperpriorModel):
             M, self.group_sizes, list(range(K)), c.em_width, c.em_blocks, c.head_widths, lrp=True
         )
         if c.use_cca:
-            # training only: a_i(ψ, ŷ_<i−1), and the factorized density of y that L_Aux compares it with
+            # training only: a_i(ψ, ŷ_<i−1)
             self.aux_context_model = ChannelContext(
                 M, self.group_sizes, [max(i - 1, 0) for i in range(K)], c.em_width, c.em_blocks, c.head_widths,
                 lrp=False,
             )
-            self.aux_y_prior = FactorizedPrior(M)
 
     # -- the channel-wise context loop, shared by forward, compress and decompress --
     def _run_groups(self, y: Tensor | None, psi: Tensor, code_group: CodeGroup, snap_lrp: bool = False):
@@ -272,13 +262,25 @@ class HanCCA(HyperpriorModel):
         return torch.cat(y_hat, dim=1), likelihoods
 
     def _aux_likelihoods(self, y: Tensor, y_hat: Tensor, psi: Tensor) -> Tensor:
-        """The auxiliary model's likelihoods of y (training only): group i from ψ and the coded
-        ŷ of groups < i − 1, whose values are the main model's ŷ but whose gradient flows only
-        into y (see `cca_bits`). y, y_hat: (B,M,h,w); psi: (B,2M,h,w) -> (B,M,h,w)."""
-        psi_mu, psi_sigma = psi.chunk(2, dim=1)  # (B,2M,h,w) -> 2 x (B,M,h,w)
-        ctx = (y + (y_hat - y).detach()).split(self.group_sizes, dim=1)  # K x (B,|g_j|,h,w)
+        """The auxiliary model's likelihoods of y (training only): group i from ψ and the main
+        model's coded ŷ of groups < i − 1. y, y_hat: (B,M,h,w); psi: (B,2M,h,w) -> (B,M,h,w).
+
+        Gradient flow (one backward pass serves both players of the CCA game):
+        - the auxiliary parameters get +∂R_aux: the model is trained to *minimize* its own rate,
+          so R_aux is a real estimate of the rate of group i without ŷ_{i−1};
+        - y (hence g_a and the gain units) gets −∂R_aux, through a gradient reversal on y (the
+          targets y_i and the context, whose values are the main ŷ with (ŷ − y) detached): the
+          encoder *maximizes* the gap R_aux − R_main, moving information to early groups;
+        - ψ is detached: h_a, h_s, the main context model and the factorized prior get nothing
+          from R_aux (`licodec.metrics.rd_loss` adds α·R_main, which they do see).
+        The official code back-propagates −R_aux and its L_Aux into the auxiliary parameters
+        too; both push its likelihoods down, and it collapses to the likelihood floor.
+        """
+        psi_mu, psi_sigma = psi.detach().chunk(2, dim=1)  # (B,2M,h,w) -> 2 x (B,M,h,w)
+        y_r = reverse_gradient(y)
+        ctx = (y_r + (y_hat - y).detach()).split(self.group_sizes, dim=1)  # K x (B,|g_j|,h,w)
         liks = []
-        for i, y_i in enumerate(y.split(self.group_sizes, dim=1)):
+        for i, y_i in enumerate(y_r.split(self.group_sizes, dim=1)):
             mu, sigma, _ = self.aux_context_model(i, psi_mu, psi_sigma, list(ctx))
             liks.append(self.gaussian_conditional(y_i, mu, sigma)[1])
         return torch.cat(liks, dim=1)
@@ -306,48 +308,28 @@ class HanCCA(HyperpriorModel):
         return y_hat
 
     def forward(self, x: Tensor, quality=None) -> dict:
-        """HyperpriorModel.forward, plus ``"aux_loss"`` (α-weighted, per pixel) in training with use_cca."""
+        """HyperpriorModel.forward, plus ``"y_groups"`` (the group sizes, for per-group rates) and,
+        in training with use_cca, ``"aux_likelihoods"`` (B,M,h,w) and ``"cca_alpha"`` (the
+        official alpha), from which `licodec.metrics.rd_loss` forms the CCA term."""
         out = super().forward(x, quality)
+        out["y_groups"] = self.group_sizes
         if self.config.use_cca and self.training:
-            aux_lik = self._aux_likelihoods(out["y"], out["y_hat"], out["psi"])
-            n, _, h, w = x.shape
-            out["aux_loss"] = self.cca_bits(out["y"], out["likelihoods"]["y"], aux_lik) / (n * h * w)
+            out["aux_likelihoods"] = self._aux_likelihoods(out["y"], out["y_hat"], out["psi"])
+            out["cca_alpha"] = self.config.alpha
         return out
 
-    def cca_bits(self, y: Tensor, y_lik: Tensor, aux_lik: Tensor) -> Tensor:
-        """α·(L_CCA + L_Aux) in bits (summed over the batch), as the official code forms them.
 
-        From the official ``train.py`` (``RateDistortionLoss``) and ``models/aux_em.py``
-        (``AuxEntropyModel``), LabShuHangGU/CCA:
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward, negated gradient backward (Ganin & Lempitsky 2015's gradient reversal)."""
 
-        - L_CCA = R_main(y) − R_aux(y): the main model's rate of y (the same likelihoods as the
-          bpp term) minus the auxiliary model's rate of y, where the auxiliary model predicts
-          group i from ψ and groups < i − 1 (``support_slices = y_hat_slices[:(slice_index-1)]``).
-          Sign: minimizing it *lowers* the main rate and *raises* the auxiliary rate, i.e. it
-          rewards a large gap — a causal context whose latest group is worth many bits.
-        - L_Aux = Σ p_aux(ŷ) · (−log2 p_fact(ỹ)): a cross term between the auxiliary model's
-          likelihoods and a factorized density of y (a CompressAI EntropyBottleneck(M) inside
-          ``AuxEntropyModel``; here `FactorizedPrior`). The authors describe it as keeping the
-          auxiliary model estimating the same latent y (CVL-UESTC/CCA issue #3).
-        - Gradient flow: nothing is detached and one optimizer updates every parameter
-          (``configure_optimizers`` puts the auxiliary model with the main parameters). So the
-          auxiliary model is **not** trained by its own rate: both terms push its likelihoods
-          down, and in practice its rate becomes very large (a user reports a CCA loss of
-          −22 bpp in CVL-UESTC/CCA issue #6). The encoder, h_a and
-          h_s receive the gradient of both rates through y and ψ.
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.view_as(x)
 
-        We reproduce exactly this objective (it is what produced the paper's results; an
-        adversarially trained auxiliary model that minimizes its own rate would be a different
-        method, with no published numbers). One deliberate difference: the auxiliary model reads
-        the *main* model's coded ŷ_<i−1 (its values, with the gradient routed only into y) instead
-        of re-quantizing y around its own means and running its own LRP as the official
-        ``AuxEntropyModel`` does. The context carries the same information (both are y rounded
-        to within ±1/2 plus a bounded correction), the gap then compares the two models on the
-        very causal context used for coding, the auxiliary LRP transforms are not needed, and —
-        as in the official code — the auxiliary terms put no gradient into the main entropy
-        model's own parameters beyond the α-weighted main rate.
-        """
-        _, fact_lik = self.aux_y_prior(y)  # noisy y under the factorized density, (B,M,h,w)
-        gap = -torch.log2(y_lik).sum() + torch.log2(aux_lik).sum()
-        cross = -(aux_lik * torch.log2(fact_lik)).sum()
-        return self.config.alpha * (gap + cross)
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return -grad
+
+
+def reverse_gradient(x: Tensor) -> Tensor:
+    return _ReverseGradient.apply(x)

@@ -1,0 +1,42 @@
+"""Training precision: float32, or bfloat16 autocast with channels_last for the transforms.
+
+``bf16`` runs g_a and g_s under bfloat16 autocast on channels_last tensors; GDN, layer norms,
+the entropy models and the loss stay in float32 (`licodec.layers.float32_region`). On CPUs it
+pays only where oneDNN has bfloat16 matrix units: measured on an Intel Xeon with AMX-BF16
+(benchmarks/results/train_speed.md), bf16 + channels_last trains mbt2018-mean (N=128, M=192)
+about 3x faster than float32, while bf16 without channels_last is slower. ``auto`` picks bf16
+on such CPUs and on GPUs with bfloat16, float32 elsewhere (CPUs without AMX, where it was not
+measured faster). Coding always runs in float32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of this machine (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def resolve_precision(requested: str, device) -> str:
+    """``auto`` -> the precision to train in on ``device``; ``fp32``/``bf16`` as they are."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if "amx_bf16" in cpu_flags() else "fp32"
