@@ -4,13 +4,12 @@
 One `licodec.train.train_step` (forward, backward, gradient clipping, Adam) on a batch of random
 crops, timed after warm-up steps; s/step and Mpx/s (crop pixels per second). Modes:
 
-- ``fp32``: float32, standard (NCHW) layout — `licodec train --precision fp32`;
-- ``fp32-cl``: float32 with channels_last parameters and inputs (not a training mode: shows what
-  the layout alone does);
-- ``bf16``: bfloat16 autocast of g_a/g_s with channels_last, GDN/layer norms/entropy models in
+- ``fp32-nchw``: float32 in the standard (NCHW) layout (not a training mode: what the layout does);
+- ``fp32``: float32, channels_last parameters and inputs — `licodec train --precision fp32`;
+- ``bf16``: bfloat16 autocast of g_a/g_s, channels_last, GDN/layer norms/entropy models in
   float32 — `licodec train --precision bf16`.
 
-With ``--compile`` each mode is also timed with g_a and g_s under ``torch.compile``.
+``--compile MODELS`` also times those models with g_a and g_s under ``torch.compile``.
 
     python benchmarks/train_speed.py                # -> benchmarks/results/train_speed.{json,md}
     python benchmarks/train_speed.py --models mbt2018-mean --steps 3
@@ -33,9 +32,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from licodec.evaluation.machine import machine_info  # noqa: E402
-from licodec.models.cca import SMALL_CONFIG  # noqa: E402
+from licodec.models.cca import CPU_CONFIG, SMALL_CONFIG  # noqa: E402
 from licodec.precision import cpu_flags, resolve_precision  # noqa: E402
 from licodec.registry import create_model  # noqa: E402
+from licodec.metrics import rd_loss  # noqa: E402
+from licodec.rate import lambda_for  # noqa: E402
 from licodec.train import set_precision, train_step  # noqa: E402
 
 CAMPAIGN = {"N": 128, "M": 192}
@@ -47,10 +48,9 @@ CONFIGS = [
     ("lee2019-ctx-hybrid", {**CAMPAIGN, "M2": 64}),
     ("he2021-checkerboard", CAMPAIGN),
     ("han2024-cca", SMALL_CONFIG),
-    ("han2024-cca", {**SMALL_CONFIG, "N": 128, "M": 192, "widths": [128, 128, 128], "hyper_width": 128,
-                     "em_width": 64, "head_widths": [96, 64]}),
+    ("han2024-cca", CPU_CONFIG),
 ]
-MODES = ("fp32", "fp32-cl", "bf16")
+MODES = ("fp32-nchw", "fp32", "bf16")
 
 
 def time_steps(name: str, config: dict, mode: str, batch: int, patch: int, steps: int, warmup: int,
@@ -58,25 +58,32 @@ def time_steps(name: str, config: dict, mode: str, batch: int, patch: int, steps
     torch.manual_seed(0)
     model = create_model(name, {**config, "rate_levels": 8}).train()
     set_precision(model, "bf16" if mode == "bf16" else "fp32")
-    if mode == "fp32-cl":
-        model.to(memory_format=torch.channels_last)
+    if mode == "fp32-nchw":
+        model.to(memory_format=torch.contiguous_format)
     if compile_:
-        model.g_a = torch.compile(model.g_a)
-        model.g_s = torch.compile(model.g_s)
+        model.compile_transforms()  # as `licodec train --compile`
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, patch, patch, generator=g)
-    if mode == "fp32-cl":
-        x = x.contiguous(memory_format=torch.channels_last)
     q = 1 + 7 * torch.rand(batch, generator=g)
+    step = train_step
+    if mode == "fp32-nchw":  # train_step's input in the standard layout
+        def step(net, model, opt, x, q, lmbda, clip):
+            o = net(x, q)
+            terms = rd_loss(o, x, lambda_for(q))
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            return terms
     t0 = time.perf_counter()
     for _ in range(warmup):
-        train_step(model, model, opt, x, q, 0.0, 1.0)
+        step(model, model, opt, x, q, 0.0, 1.0)
     warm = time.perf_counter() - t0
     times = []
     for _ in range(steps):
         t = time.perf_counter()
-        terms = train_step(model, model, opt, x, q, 0.0, 1.0)
+        terms = step(model, model, opt, x, q, 0.0, 1.0)
         times.append(time.perf_counter() - t)
     times.sort()
     med = times[len(times) // 2]
@@ -115,7 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--compile", action="store_true", help="also time g_a/g_s under torch.compile")
+    p.add_argument("--compile", default="", help="comma-separated models also timed with g_a/g_s under torch.compile")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train_speed"))
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -125,7 +132,7 @@ def main(argv=None) -> int:
         if names and name not in names:
             continue
         for mode in a.modes.split(","):
-            for comp in (False, True) if a.compile else (False,):
+            for comp in (False, True) if name in a.compile.split(",") else (False,):
                 try:
                     r = time_steps(name, config, mode, a.batch, a.patch, a.steps, a.warmup, comp)
                 except Exception as e:  # a failed torch.compile is a result too
@@ -146,9 +153,9 @@ def main(argv=None) -> int:
         f"{machine['avx512_bf16']}); torch {machine['torch']}; batch {a.batch} of {a.patch}² crops, variable-rate "
         f"models (gain units); one step = forward + backward + clipping + Adam; median of {a.steps} steps after "
         f"{a.warmup} warm-up steps. `--precision auto` picks **{machine['auto_precision']}** here.", "",
-        "| model | params (M) | mode | compile | s/step | Mpx/s | vs fp32 |", "|---|---|---|---|---|---|---|",
+        "| model | params (M) | mode | compile | s/step | Mpx/s | vs fp32-nchw |", "|---|---|---|---|---|---|---|",
     ]
-    base = {(label(r), r["compile"]): r["s_per_step"] for r in rows if r.get("mode") == "fp32" and "error" not in r}
+    base = {(label(r), r["compile"]): r["s_per_step"] for r in rows if r.get("mode") == "fp32-nchw" and "error" not in r}
     for r in rows:
         if "error" in r:
             lines.append(f"| {label(r)} | | {r['mode']} | {'yes' if r['compile'] else 'no'} | failed: {r['error'][:80]} | | |")

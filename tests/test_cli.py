@@ -35,7 +35,7 @@ def test_compress_info_decompress(work, tiny_weights):
     info = json.loads(run("info", work / "photo.lic", "--json").stdout)
     assert info["model"] == "mbt2018-mean" and (info["width"], info["height"]) == (600, 400)
     assert info["bytes"] == (work / "photo.lic").stat().st_size
-    assert info["format_version"] == 2
+    assert info["format_version"] == 3
     r = run("decompress", work / "photo.lic", "--weights", tiny_weights)
     assert r.returncode == 0, r.stderr
     r2 = run("decompress", work / "photo.lic", "--weights", tiny_weights, "--deterministic", "--threads", "1",

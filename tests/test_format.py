@@ -49,12 +49,13 @@ def test_every_single_bit_flip_is_refused():
             unpack(bytes(bad))
 
 
-def test_both_versions_roundtrip_and_new_files_are_version_2():
-    assert pack(_file())[4] == 2
-    old = _file(version=1)
-    assert unpack(pack(old)) == old
+def test_every_version_roundtrips_and_new_files_are_version_3():
+    assert pack(_file())[4] == 3
+    for v in (1, 2):
+        old = _file(version=v)
+        assert unpack(pack(old)) == old
     with pytest.raises(ValueError):
-        pack(_file(version=3))
+        pack(_file(version=4))
 
 
 def test_newer_version_refused_with_upgrade_hint():

@@ -113,13 +113,19 @@ def test_header_fields_behind_valid_crc(seeds, field, value, message):
     assert r.outcome == "clean_error" and message in r.reason, r
 
 
-@pytest.mark.parametrize(("quality", "outcome"), [
-    (float("nan"), "clean_error"), (9.0, "clean_error"), (0.5, "clean_error"), (5.0, "decoded"),
+@pytest.mark.parametrize(("quality", "version", "outcome"), [
+    (float("nan"), 3, "clean_error"), (9.0, 3, "clean_error"), (0.5, 3, "clean_error"),
+    (5.0, 3, "clean_error"),  # in range: format version 3 binds the header to the latent check
+    (5.0, 2, "decoded"),  # version 2 files decode as before: only the file CRC covered the quality
 ])
-def test_variable_rate_quality_behind_valid_crc(seeds, quality, outcome):
+def test_variable_rate_quality_behind_valid_crc(seeds, quality, version, outcome):
     s = seeds[-1]
-    off, _ = layout(s.data).fields["quality"]
-    bad = s.data[:off] + struct.pack("<f", quality) + s.data[off + 4 :]
+    data = s.data
+    if version != VERSION:
+        data = Codec.from_weights(s.weights, quality=3.5).encode(np.ascontiguousarray(
+            np.zeros((40, 24, 3), np.uint8) + 100), version=version)
+    off, _ = layout(data).fields["quality"]
+    bad = data[:off] + struct.pack("<f", quality) + data[off + 4 :]
     r = run_case(fix_crc(bad), s.weights)
     assert r.outcome == outcome, r
 

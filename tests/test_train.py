@@ -257,3 +257,36 @@ def test_a_signal_writes_a_checkpoint(tmp_path, train_images, sig):
     assert step >= 2
     meta = __import__("safetensors").safe_open(str(out / train.CKPT), "pt").metadata()
     assert int(meta["step"]) == step
+
+
+def test_cpu_budget_ends_the_run_and_is_summed_over_resumes(tmp_path, train_images):
+    out = tmp_path / "run"
+    budget = ["--budget-cpu-minutes", "0.02"]  # 1.2 s of CPU time
+    train.run(_args(tmp_path, "run", 100000, stop_at=1, extra=budget))
+    first = train.checkpoint_clock(out / train.CKPT)
+    assert first["cpu_s"] > 0 and first["wall_s"] > 0
+    path = train.run(_args(tmp_path, "run", 100000, resume=True, extra=budget))
+    clock = train.checkpoint_clock(out / train.CKPT)
+    assert 1.2 <= clock["cpu_s"] < 60 and clock["cpu_s"] > first["cpu_s"]
+    _, info = load_weights(path)  # exported as at the end of a run
+    assert 1 < info["extra"]["steps"] < 100000 and info["extra"]["train_cpu_s"] >= 1.2
+
+
+def test_compiled_transforms_train_like_eager_ones():
+    """--compile: the same parameters and state_dict keys, training outputs equal to eager ones,
+    evaluation untouched."""
+    from licodec.registry import create_model
+
+    torch.manual_seed(0)
+    m = create_model("mbt2018-mean", {"N": 8, "M": 12}).train()
+    keys = list(m.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    torch.manual_seed(1)
+    eager = m(x)["x_hat"]
+    m.compile_transforms()
+    assert list(m.state_dict()) == keys
+    torch.manual_seed(1)
+    compiled = m(x)["x_hat"]
+    assert torch.allclose(eager, compiled, atol=1e-5)
+    compiled.sum().backward()
+    assert m.g_a[0].weight.grad is not None

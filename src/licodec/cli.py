@@ -8,8 +8,10 @@
     licodec train ...
 
 Errors caused by the input print one line and exit with status 1 (usage errors: 2); ``--debug``
-shows the traceback. Outputs are written atomically and never replace an existing file
-without ``--force``.
+shows the traceback. Outputs are written atomically and never replace an existing file or link
+without ``--force``; the output is never the input, even with ``--force``; an output suffix that
+contradicts the command (an image suffix out of ``compress``, ``.lic`` out of ``decompress``)
+needs ``--force``.
 """
 
 from __future__ import annotations
@@ -28,12 +30,29 @@ class _Fail(Exception):
     pass
 
 
+# suffixes of the images that `compress` reads and `decompress` writes: a compress output with one
+# of them (or a decompress output named .lic) contradicts the command and needs --force
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pbm", ".pnm", ".bmp", ".tif", ".tiff",
+                            ".webp", ".gif"})
+
+
 def _out_path(inp: Path, out: str | None, suffix: str, force: bool) -> Path:
+    """The output path: never an existing file or link (a dangling one too) without --force, never
+    the input itself (even with --force), and with a suffix that fits what is written (.lic for
+    compress, an image type for decompress) unless --force."""
     path = Path(out) if out else inp.with_name(inp.stem + suffix)
-    if path.exists() and not force:
-        raise _Fail(f"{path} exists; pass --force to overwrite or -o to choose another name")
     if path.is_dir():
         raise _Fail(f"{path} is a directory")
+    if os.path.abspath(path) == os.path.abspath(inp) or (path.exists() and inp.exists() and os.path.samefile(path, inp)):
+        raise _Fail(f"{path} is the input file; choose another output name (-o)")
+    if os.path.lexists(path) and not force:
+        what = "exists as a symbolic link" if path.is_symlink() else "exists"
+        raise _Fail(f"{path} {what}; pass --force to overwrite or -o to choose another name")
+    ext = path.suffix.lower()
+    if not force and suffix == ".lic" and ext in IMAGE_SUFFIXES:
+        raise _Fail(f"{path}: compress writes a .lic file, not a {ext} image; name it .lic (or pass --force)")
+    if not force and suffix != ".lic" and ext == ".lic":
+        raise _Fail(f"{path}: decompress writes an image, not a .lic file; name it .png (or pass --force)")
     if not path.parent.is_dir():
         raise _Fail(f"{path.parent}: no such directory")
     return path
@@ -50,14 +69,20 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def _read_lic(path: str) -> bytes:
+    """The bytes of a .lic file, its header validated before the rest is read: a file larger than
+    its declared image can need (`licodec.format.max_payload`) is refused without reading it."""
+    from .format import HEADER_MAX, MAX_FILE_BYTES, read_header
+
     p = Path(path)
     if not p.is_file():
         raise _Fail(f"{p}: no such file")
-    from .format import MAX_PIXELS
-
-    if p.stat().st_size > 8 * MAX_PIXELS:  # far above any real .lic for the largest allowed image
-        raise _Fail(f"{p}: file too large to be a .lic file")
-    return p.read_bytes()
+    with open(p, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_FILE_BYTES:  # far above any real .lic for the largest allowed image
+            raise _Fail(f"{p}: file too large to be a .lic file")
+        read_header(fh.read(HEADER_MAX), size)  # everything but the file CRC
+        fh.seek(0)
+        return fh.read()
 
 
 def _threads(n: int | None) -> None:
@@ -102,7 +127,7 @@ def cmd_decompress(a) -> int:
     inp = Path(a.input)
     data = _read_lic(a.input)
     out = _out_path(inp, a.output, ".decoded.png", a.force)
-    fmt = output_format(out)
+    fmt = "PNG" if out.suffix.lower() == ".lic" else output_format(out)  # a .lic name only with --force
     f = unpack(data)
     check_decode_budget(f, a.max_pixels)
     codec = codec_for(f, a.device, a.weights, a.tile)
@@ -199,15 +224,17 @@ def cmd_masks(a) -> int:
     masks = standard_masks()
     if a.only:
         masks = {k: v for k, v in masks.items() if k in a.only.split(",") or k == "none"}
-    bpp = mask_bpp(model, images, masks)
-    ratio = rate_saving(bpp)
-    rows = [{"mask": k, "taps": int(masks[k].sum()), "bpp": bpp[k], "rate_saving": ratio[k]} for k in masks]
+    y_bpp, bpp = mask_bpp(model, images, masks)
+    ratio, ratio_total = rate_saving(y_bpp), rate_saving(bpp)
+    rows = [{"mask": k, "taps": int(masks[k].sum()), "y_bpp": y_bpp[k], "rate_saving": ratio[k], "bpp": bpp[k],
+             "rate_saving_total": ratio_total[k]} for k in masks]
     if a.json:
         print(json.dumps({"weights": str(a.weights), "images": len(images), "masks": rows}, indent=2))
     else:
-        print(f"{'mask':34s} {'taps':>4s} {'bpp':>8s} {'R_m':>8s}")
+        print(f"{'mask':34s} {'taps':>4s} {'y bpp':>8s} {'R_m':>8s} {'bpp':>8s} {'R_m(+z)':>8s}")
         for r in rows:
-            print(f"{r['mask']:34s} {r['taps']:4d} {r['bpp']:8.4f} {100 * r['rate_saving']:7.2f}%")
+            print(f"{r['mask']:34s} {r['taps']:4d} {r['y_bpp']:8.4f} {100 * r['rate_saving']:7.2f}% "
+                  f"{r['bpp']:8.4f} {100 * r['rate_saving_total']:7.2f}%")
     return 0
 
 
@@ -233,7 +260,9 @@ def build_parser(args_files: bool = False) -> argparse.ArgumentParser:
 
     def common(sp, weights_help):
         sp.add_argument("-o", "--output", help="output path (default: next to the input)")
-        sp.add_argument("--force", action="store_true", help="overwrite an existing output file")
+        sp.add_argument("--force", action="store_true",
+                        help="overwrite an existing output file or link, and allow an output suffix that "
+                             "contradicts the command (never the input file itself)")
         sp.add_argument("--device", default="cpu", help="cpu or cuda")
         sp.add_argument("--weights", help=weights_help)
         sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")

@@ -14,10 +14,20 @@ output to uint8 tile by tile, so that peak memory grows with the image only thro
 image itself and the entropy models' work on the latents. Tiling is not recorded in the file:
 decoding does not depend on how the encoder tiled (y is coded exactly), and the decoder may tile
 differently.
+
+Errors: every failure caused by the input — the data, a weight file, an argument — raises a
+`licodec.errors.LicodecError` subclass with a one-line message: `FormatError` (a corrupt, foreign,
+edited or over-budget ``.lic`` file), `ImageError` (an image the codec does not take),
+`WeightsError` (a weight file that is missing, unreadable, inconsistent or out of bounds, or
+weights that do not fit the file; also a ValueError), `UnknownModelError` (also a KeyError),
+`ConfigError`, and `LicodecError` itself for bad arguments (device, tile, quality, max_pixels,
+version). Anything else is a bug.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from contextlib import contextmanager
 from functools import lru_cache
@@ -26,11 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import FormatError, LicodecError
-from .format import VERSION as FORMAT_VERSION, LicFile, check_size, pack, unpack
+from .errors import FormatError, ImageError, LicodecError
+from .format import HEADER_BINDING, VERSION as FORMAT_VERSION, LicFile, check_size, latent_check, max_payload, pack, unpack
 from .models.base import LatentMismatchError
 from .models.tiling import DEFAULT_TILE, check_tile
 from .entropy.coder import CodingError
+from .entropy.exact import InexactOperationError
 from .rate import check_quality
 from .weights import WeightsError, find_by_fingerprint, find_weights, load_weights, shipped_models
 
@@ -38,7 +49,11 @@ DEFAULT_MODEL = "mbt2018-mean"
 DEFAULT_QUALITY = 3.0
 
 
-def resolve_device(device: str | None) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device is not None and not isinstance(device, str):
+        raise LicodecError(f"device must be 'cpu' or 'cuda', not {type(device).__name__}")
     device = device or "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LicodecError("--device cuda requested but no CUDA device is available")
@@ -70,6 +85,25 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
+def _number(value, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise LicodecError(f"{what} must be a number, got {value!r:.40}") from None
+
+
+def _check_image(rgb) -> np.ndarray:
+    """An (H, W, 3) uint8 array, or ImageError."""
+    if not isinstance(rgb, np.ndarray):
+        try:
+            rgb = np.asarray(rgb)
+        except Exception:  # noqa: BLE001 - whatever the object is, it is not an image
+            raise ImageError(f"the image must be an (H, W, 3) uint8 array, not {type(rgb).__name__}") from None
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ImageError(f"the image must be an (H, W, 3) uint8 array, got shape {rgb.shape} {rgb.dtype}")
+    return rgb
+
+
 def _header_quality(q: float) -> float:
     """q as the float32 the header stores, so encoder and decoder use the very same value."""
     return float(np.float32(q))
@@ -83,10 +117,10 @@ class Codec:
         self.model, self.info = model, info
         try:
             self.tile = check_tile(tile)  # pixels, or 0: never tile the transforms
-        except ValueError as e:
-            raise LicodecError(str(e)) from None
+        except (TypeError, ValueError) as e:
+            raise LicodecError(f"tile: {e}") from None
         if info["quality"] is not None:  # fixed-rate weights: the quality is theirs
-            if quality is not None and float(quality) != info["quality"]:
+            if quality is not None and _number(quality, "quality") != info["quality"]:
                 raise WeightsError(f"{info.get('path', 'these weights')} are quality {info['quality']:g} weights "
                                    f"(fixed rate); quality {float(quality):g} needs other weights")
             self.quality = info["quality"]
@@ -100,7 +134,7 @@ class Codec:
     @classmethod
     def pretrained(cls, name: str = DEFAULT_MODEL, quality: float = DEFAULT_QUALITY, device: str = "cpu",
                    tile: int = DEFAULT_TILE) -> Codec:
-        return cls.from_weights(find_weights(name, float(quality)), device, quality, tile)
+        return cls.from_weights(find_weights(name, _number(quality, "quality")), device, quality, tile)
 
     @classmethod
     def from_weights(cls, path, device: str = "cpu", quality: float | None = None, tile: int = DEFAULT_TILE) -> Codec:
@@ -117,14 +151,32 @@ class Codec:
             self.model.tile = before
 
     def encode(self, rgb: np.ndarray, channels: int = 3, version: int = FORMAT_VERSION) -> bytes:
-        """``version``: the .lic format version to write (1 only to make files for old readers
-        and tests; see `licodec.format`)."""
+        """rgb: an (H, W, 3) uint8 array; ``channels``: what the decoder restores (1: grayscale, the
+        three channels equal; 3: RGB). ``version``: the .lic format version to write (1 and 2 only
+        to make files for old readers and tests; see `licodec.format`). Raises ImageError for an
+        image the codec does not take and WeightsError for weights that cannot code it (values
+        that overflow)."""
+        rgb = _check_image(rgb)
+        if channels not in (1, 3):
+            raise ImageError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r:.20}")
+        if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            raise LicodecError(f"format version must be in 1..{FORMAT_VERSION}, got {version!r:.20}")
         h, w = rgb.shape[:2]
-        check_size(h, w)
-        with self._tiling():
-            enc = self.model.compress(to_uint8_tensor(rgb, self.model.device), self.quality, exact=version >= 2)
-        return pack(LicFile(self.model.name, self.info["fingerprint"], self.quality, h, w,
-                            channels, 8, enc.checksum, enc.streams, version))
+        try:
+            check_size(h, w)
+        except FormatError as e:
+            raise ImageError(str(e)) from None
+        try:
+            with self._tiling():
+                enc = self.model.compress(to_uint8_tensor(rgb, self.model.device), self.quality, exact=version >= 2)
+        except (CodingError, InexactOperationError) as e:
+            raise WeightsError(f"{self.info.get('path', 'these weights')}: cannot code with these weights ({e})") from None
+        if sum(map(len, enc.streams)) > max_payload(h, w, len(enc.streams)):
+            raise WeightsError(f"{self.info.get('path', 'these weights')}: coded {sum(map(len, enc.streams))} bytes, "
+                               f"more than the format allows for a {w}x{h} image (broken weights?)")
+        f = LicFile(self.model.name, self.info["fingerprint"], self.quality, h, w, channels, 8, 0, enc.streams, version)
+        f.latent_crc = latent_check(f, enc.checksum)
+        return pack(f)
 
     def decode_file(self, f: LicFile, deterministic: bool = False) -> np.ndarray:
         """``deterministic``: the same pixels whatever torch's thread count (g_s on one thread;
@@ -137,10 +189,18 @@ class Codec:
         rgb = torch.empty((1, f.height, f.width, 3), dtype=torch.uint8)  # the result, filled tile by tile
         try:
             with self._tiling():
-                self.model.decompress(f.streams, (f.height, f.width), f.latent_crc, f.quality,
+                self.model.decompress(f.streams, (f.height, f.width), latent_check(f, f.latent_crc), f.quality,
                                       out=rgb.permute(0, 3, 1, 2), exact=f.version >= 2,
                                       deterministic=deterministic)
-        except (CodingError, LatentMismatchError, ValueError) as e:
+        except LatentMismatchError as e:
+            if f.version < HEADER_BINDING:
+                raise FormatError(f"cannot decode: {e}") from None
+            raise FormatError("cannot decode: the decoded latents and the header (quality, size, channels, ...) do "
+                              "not match the file's latent check (corrupt stream, edited header, or "
+                              "encoder/decoder numerical divergence)") from None
+        except InexactOperationError as e:
+            raise WeightsError(f"{self.info.get('path', 'these weights')}: cannot decode with these weights ({e})") from None
+        except (CodingError, ValueError) as e:
             raise FormatError(f"cannot decode: {e}") from None
         return rgb[0].numpy()
 
@@ -167,14 +227,33 @@ def check_decode_budget(f: LicFile, max_pixels: int | None) -> None:
 
     Decoding costs time and memory in proportion to the image size the header declares, and a
     tiny file can declare a huge image (every format's "decompression bomb"); `unpack` caps it
-    at `licodec.format.MAX_PIXELS`, and a service decoding untrusted files sets a lower budget."""
+    at `licodec.format.MAX_PIXELS`, and a service decoding untrusted files sets a lower budget.
+    ``max_pixels``: None (the format's limit) or a number (inf: no budget); NaN, a negative number
+    or another type raises LicodecError rather than disabling the budget."""
+    check_budget_argument(max_pixels)
     if max_pixels is not None and f.num_pixels > max_pixels:
         raise FormatError(f"the file declares a {f.width}x{f.height} image ({f.num_pixels / 1e6:.1f} Mpx), "
                           f"above the decode limit of {max_pixels / 1e6:.1f} Mpx (--max-pixels)")
 
 
-def decode(data: bytes, device: str = "cpu", weights=None, tile: int = DEFAULT_TILE,
+def check_budget_argument(max_pixels) -> None:
+    if max_pixels is None:
+        return
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Real) or math.isnan(max_pixels) \
+            or max_pixels < 0:
+        raise LicodecError(f"max_pixels must be None or a number >= 0, got {max_pixels!r:.40}")
+
+
+def decode(data, device: str = "cpu", weights=None, tile: int = DEFAULT_TILE,
            max_pixels: int | None = None, deterministic: bool = False) -> tuple[np.ndarray, LicFile]:
+    """Decode a ``.lic`` file: (the (H, W, 3) uint8 image, the parsed header).
+
+    data: the file's bytes (bytes, bytearray or memoryview). weights: the weight file to decode with
+    (default: the shipped weights with the file's fingerprint). max_pixels: refuse files that
+    declare more pixels, before any decoding work (`check_decode_budget`). deterministic: the same
+    pixels whatever the thread count. Raises a `LicodecError` subclass for any input-caused
+    failure (see the module docstring)."""
+    check_budget_argument(max_pixels)
     f = unpack(data)
     check_decode_budget(f, max_pixels)
     return codec_for(f, device, weights, tile).decode_file(f, deterministic), f

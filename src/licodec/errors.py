@@ -4,7 +4,10 @@ import sys
 
 
 class LicodecError(Exception):
-    """Base of every error that is the input's fault, not a bug."""
+    """Base of every error that is the input's fault, not a bug: a `.lic` file (`FormatError`), an
+    image (`ImageError`), a weight file (`licodec.weights.WeightsError`, also a ValueError), a model
+    name (`licodec.registry.UnknownModelError`, also a KeyError), a model config
+    (`licodec.registry.ConfigError`, also a ValueError), or an argument of the Python API."""
 
 
 class FormatError(LicodecError):

@@ -1,10 +1,10 @@
-"""The ``.lic`` container, format versions 1 and 2.
+"""The ``.lic`` container, format versions 1, 2 and 3.
 
 All integers little-endian. Layout::
 
     offset  size   field
     0       4      magic  b"\\x89LIC"
-    4       1      format version (2; 1 is still read, see below)
+    4       1      format version (3; 1 and 2 are still read, see below)
     5       1      flags (reserved, 0)
     6       1      n = length of the model name (1..64)
     7       n      model name, ASCII [a-z0-9][a-z0-9.-]*: the registry key (e.g. "mbt2018-mean")
@@ -14,22 +14,31 @@ All integers little-endian. Layout::
     +4      4      image width, u32
     +4      1      channels of the decoded image (1 = grayscale, 3 = RGB)
     +1      1      bit depth of the decoded image (8)
-    +1      4      CRC32 of the decoded latents ẑ, ŷ (float32 bytes), checked after decoding
+    +1      4      latent check: CRC32 of the decoded latents ẑ, ŷ (float32 bytes), checked after
+                   decoding; version 3: XOR the CRC32 of the header bytes 0 .. 7+n+21 (magic to
+                   bit depth: `header_crc`)
     +4      1      k = number of entropy-coded streams (1..16)
     +1      4k     stream lengths, u32 each
     ...            the k streams, concatenated
     end-4   4      CRC32 of every byte before it (header and payload)
 
-Versions 1 and 2 share this layout and differ in how the decoder computes the entropy parameters
-(the means and scale indices of the Gaussian conditional) from ẑ and the decoded ŷ: version 2 in
-exact arithmetic (`licodec.entropy.exact`: the same symbols on every machine, device and thread
-count); version 1 (licodec before 0.3) in float32 on one thread, which decodes on the machine type
-that wrote the file. Writers make version 2; readers decode both, each as it was made.
+The versions share this layout. Versions 1 and 2 differ in how the decoder computes the entropy
+parameters (the means and scale indices of the Gaussian conditional) from ẑ and the decoded ŷ:
+version 2 in exact arithmetic (`licodec.entropy.exact`: the same symbols on every machine, device
+and thread count); version 1 (licodec before 0.3) in float32 on one thread, which decodes on the
+machine type that wrote the file. Version 3 decodes as version 2 and binds the header to the
+latents: the latent check also covers every header field the decoder depends on (model name,
+fingerprint, quality, size, channels, bit depth, version), so that a header edited or mis-written
+behind a recomputed file CRC — a quality, a size within the same 64-pixel padding, a channel
+count — fails the check instead of decoding to a wrong image. Writers make version 3; readers
+decode all three, each as it was made (in versions 1 and 2 only the file CRC covers the header).
 
 Rules that keep old files decodable: the header never depends on registry order (models are
 named, not numbered); a new model adds a name, never changes how an existing name decodes;
 a reader refuses versions newer than it knows. Sizes are validated against `MAX_SIDE` and
-`MAX_PIXELS` before anything is allocated.
+`MAX_PIXELS`, and the stream lengths against what the declared image can need (`max_payload`),
+before anything is allocated; `read_header` does all of it from the first `HEADER_MAX` bytes and
+the file size, so a reader can refuse a file before reading it.
 
 How the encoder tiled its transforms (`licodec.models.tiling`) is deliberately not recorded (the
 flags byte stays 0): decoding depends only on the coded latents, which the streams carry
@@ -46,12 +55,22 @@ from dataclasses import dataclass
 from .errors import FormatError
 
 MAGIC = b"\x89LIC"
-VERSION = 2  # written; every version from 1 up to it is read
+VERSION = 3  # written; every version from 1 up to it is read
+HEADER_BINDING = 3  # the first version whose latent check covers the header (`header_crc`)
 MAX_SIDE = 65_535
 MAX_PIXELS = 2**26  # 67 Mpx (64 Mi): coding tiles the transforms, but the latents and the uint8 image stay whole
 MAX_STREAMS = 16
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")  # registry keys; nothing a terminal would interpret
 _FIXED = struct.Struct("<8sfIIBBIB")  # fingerprint, quality, h, w, channels, bit depth, latent crc, k
+_BOUND = struct.Struct("<8sfIIBB")  # the part of _FIXED that `header_crc` covers (up to the bit depth)
+HEADER_MAX = 7 + 64 + _FIXED.size + 4 * MAX_STREAMS  # the longest header: up to the streams
+# Stream lengths are bounded by what the declared image can need: MAX_BITS_PER_PIXEL bits per pixel
+# of the image padded to 64 (all streams together) plus STREAM_SLACK bytes per stream. Real files are
+# far below (the shipped default at q8 on noise: ~10 bpp; random-init tiny models: < 30 bpp of the
+# padded area); the encoder refuses to write more (`licodec.codec.Codec.encode`).
+MAX_BITS_PER_PIXEL = 64
+STREAM_SLACK = 4096
+MAX_FILE_BYTES = 9 * MAX_PIXELS  # above every file a valid header allows (max_payload <= 8.6 * MAX_PIXELS)
 
 
 @dataclass
@@ -81,6 +100,40 @@ def check_size(height: int, width: int) -> None:
         )
 
 
+def max_payload(height: int, width: int, streams: int) -> int:
+    """The most stream bytes (all streams together) a file of a height x width image may carry."""
+    padded = -(-height // 64) * 64 * (-(-width // 64) * 64)
+    return padded * MAX_BITS_PER_PIXEL // 8 + STREAM_SLACK * streams
+
+
+def header_crc(f: LicFile) -> int:
+    """CRC32 of the header bytes from the magic to the bit depth, as `pack` writes them for ``f``."""
+    name = f.model.encode("latin-1")
+    head = MAGIC + bytes([f.version, 0, len(name)]) + name
+    return zlib.crc32(head + _BOUND.pack(f.fingerprint, f.quality, f.height, f.width, f.channels, f.bit_depth))
+
+
+def latent_check(f: LicFile, latent_crc: int) -> int:
+    """The header's latent-check field for latents whose CRC32 is ``latent_crc``, and back: the
+    CRC32 the decoded latents must have for the field ``f.latent_crc`` (an involution). Version 3:
+    XOR `header_crc`, so that the check covers the header too; older versions: unchanged."""
+    return latent_crc ^ header_crc(f) if f.version >= HEADER_BINDING else latent_crc
+
+
+def as_bytes(data) -> bytes:
+    """``data`` (bytes, bytearray, memoryview or any buffer) as bytes; FormatError for other types
+    and for buffers larger than any .lic file (checked before copying)."""
+    if isinstance(data, bytes):
+        return data
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise FormatError(f"a .lic file is bytes (or a bytearray or memoryview), not {type(data).__name__}") from None
+    if view.nbytes > MAX_FILE_BYTES:
+        raise FormatError(f"{view.nbytes} bytes: too large to be a .lic file")
+    return view.tobytes()
+
+
 def pack(f: LicFile) -> bytes:
     if not MODEL_NAME.fullmatch(f.model):
         raise ValueError(f"model name must match {MODEL_NAME.pattern}, got {f.model!r}")
@@ -92,6 +145,8 @@ def pack(f: LicFile) -> bytes:
     check_size(f.height, f.width)
     if not 1 <= f.version <= VERSION:
         raise ValueError(f"format version must be in 1..{VERSION}, got {f.version}")
+    if sum(map(len, f.streams)) > max_payload(f.height, f.width, len(f.streams)):
+        raise ValueError(f"{sum(map(len, f.streams))} bytes of streams: more than a {f.width}x{f.height} file may carry")
     head = bytearray(MAGIC + bytes([f.version, 0, len(name)]) + name)
     head += _FIXED.pack(f.fingerprint, f.quality, f.height, f.width, f.channels, f.bit_depth,
                         f.latent_crc, len(f.streams))
@@ -100,25 +155,35 @@ def pack(f: LicFile) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def unpack(data: bytes) -> LicFile:
-    """Parse and validate a whole .lic file; raises FormatError with a one-line reason."""
-    if len(data) < 4 or data[:4] != MAGIC:
+def _preamble(data: bytes, size: int) -> int:
+    """Checks that need only the first 7 bytes and the size; returns the offset of the fingerprint."""
+    if size < 4 or data[:4] != MAGIC:
         raise FormatError("not a .lic file (bad magic bytes)")
-    if len(data) < 7:
+    if size < 7:
         raise FormatError("truncated .lic file")
-    version, flags, n = data[4], data[5], data[6]
+    version = data[4]
     if version > VERSION:
         raise FormatError(f".lic format version {version} is newer than this licodec supports ({VERSION}); upgrade licodec")
     if version < 1:
         raise FormatError(f"invalid .lic format version {version}")
-    pos = 7 + n
-    if len(data) < pos + _FIXED.size + 4:
+    pos = 7 + data[6]
+    if size < pos + _FIXED.size + 4:
         raise FormatError("truncated .lic file")
-    if struct.unpack("<I", data[-4:])[0] != zlib.crc32(data[:-4]):
-        raise FormatError("corrupt or truncated .lic file (checksum mismatch)")
+    return pos
+
+
+def read_header(data: bytes, size: int | None = None) -> tuple[LicFile, list[int], int]:
+    """Validate a header from the first bytes of a file of ``size`` bytes (default: ``len(data)``;
+    ``data`` must hold the first ``min(size, HEADER_MAX)`` bytes). Everything `unpack` checks but
+    the file CRC, in the same order: magic, version, sizes, layout, stream table, stream lengths
+    against the file size and against `max_payload`. Returns (the header with no streams, the
+    stream lengths, the offset of the first stream); raises FormatError with a one-line reason."""
+    size = len(data) if size is None else size
+    pos = _preamble(data, size)
+    flags, n = data[5], data[6]
     if flags != 0 or not 1 <= n <= 64:
         raise FormatError("corrupt .lic header")
-    model = data[7:pos].decode("latin-1")
+    model = bytes(data[7:pos]).decode("latin-1")
     if not MODEL_NAME.fullmatch(model):
         raise FormatError("corrupt .lic header (model name)")
     fp, quality, h, w, channels, depth, lcrc, k = _FIXED.unpack_from(data, pos)
@@ -126,14 +191,28 @@ def unpack(data: bytes) -> LicFile:
     check_size(h, w)
     if channels not in (1, 3) or depth != 8:
         raise FormatError(f"unsupported image layout in header ({channels} channels, {depth} bits)")
-    if not 1 <= k <= MAX_STREAMS or len(data) < pos + 4 * k + 4:
+    if not 1 <= k <= MAX_STREAMS or size < pos + 4 * k + 4:
         raise FormatError("corrupt .lic header (stream table)")
-    lengths = struct.unpack_from(f"<{k}I", data, pos)
+    lengths = list(struct.unpack_from(f"<{k}I", data, pos))
     pos += 4 * k
-    if pos + sum(lengths) + 4 != len(data):
+    total = sum(lengths)
+    if pos + total + 4 != size:
         raise FormatError("corrupt .lic file (stream lengths do not match the file size)")
-    streams = []
+    if total > max_payload(h, w, k):
+        raise FormatError(f"corrupt .lic file ({total} bytes of streams, more than a {w}x{h} image can need: "
+                          f"{max_payload(h, w, k)})")
+    return LicFile(model, fp, quality, h, w, channels, depth, lcrc, [], data[4]), lengths, pos
+
+
+def unpack(data) -> LicFile:
+    """Parse and validate a whole .lic file (bytes, bytearray or memoryview); raises FormatError
+    with a one-line reason."""
+    data = as_bytes(data)
+    _preamble(data, len(data))
+    if struct.unpack("<I", data[-4:])[0] != zlib.crc32(data[:-4]):
+        raise FormatError("corrupt or truncated .lic file (checksum mismatch)")
+    f, lengths, pos = read_header(data)
     for ln in lengths:
-        streams.append(data[pos : pos + ln])
+        f.streams.append(data[pos : pos + ln])
         pos += ln
-    return LicFile(model, fp, quality, h, w, channels, depth, lcrc, streams, version)
+    return f

@@ -515,9 +515,10 @@ def expected_shape(data: bytes) -> tuple[int, int, int]:
     return (f.height, f.width, 3)
 
 
-def run_case(data: bytes, weights: str | None, decode: Callable = default_decode,
-             time_limit: float = 5.0, rss_limit_mib: float = 512.0) -> Result:
-    """Decode ``data`` in process under a time limit and classify the outcome."""
+def guarded(call: Callable[[], Any], time_limit: float = 5.0, rss_limit_mib: float = 512.0) -> tuple[Result, Any]:
+    """Run ``call()`` in process under a time limit, watching the peak RSS; (Result, its return
+    value). The outcome is "decoded" when it returned (the caller checks what), "clean_error" for
+    one of `CLEAN_ERRORS`, "failure" for anything else, a timeout or too much memory."""
     use_alarm = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
     rss0, reset = _start_rss_watch()
@@ -527,7 +528,7 @@ def run_case(data: bytes, weights: str | None, decode: Callable = default_decode
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, time_limit)
         try:
-            out = decode(data, weights)
+            out = call()
         finally:
             if use_alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)
@@ -544,21 +545,29 @@ def run_case(data: bytes, weights: str | None, decode: Callable = default_decode
             signal.signal(signal.SIGALRM, old)
     seconds = time.perf_counter() - t0
     growth = max(0.0, _peak_rss(reset) - rss0)
-    if outcome == "decoded":
+    result = Result(outcome, reason, seconds, growth, detail)
+    if outcome != "failure" and seconds > time_limit:  # native code that the alarm could not interrupt
+        result.outcome, result.reason = "failure", f"timeout: {seconds:.2f} s > {time_limit:g} s"
+    if result.outcome != "failure" and growth > rss_limit_mib:
+        result.outcome, result.reason = "failure", f"peak RSS grew by {growth:.0f} MiB (limit {rss_limit_mib:g})"
+    return result, out
+
+
+def run_case(data: bytes, weights: str | None, decode: Callable = default_decode,
+             time_limit: float = 5.0, rss_limit_mib: float = 512.0) -> Result:
+    """Decode ``data`` in process under a time limit and classify the outcome."""
+    res, out = guarded(lambda: decode(data, weights), time_limit, rss_limit_mib)
+    if res.outcome == "decoded":
         rgb = out[0] if isinstance(out, tuple) else out
         try:
             want = expected_shape(data)
         except Exception as e:  # noqa: BLE001 - decoded a file that the parser refuses: a bug either way
-            outcome, reason = "failure", f"decoded a file that unpack refuses ({type(e).__name__}: {e})"
+            res.outcome, res.reason = "failure", f"decoded a file that unpack refuses ({type(e).__name__}: {e})"
         else:
             if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.shape != want:
                 got = (getattr(rgb, "shape", None), getattr(rgb, "dtype", type(rgb).__name__))
-                outcome, reason = "failure", f"wrong result {got}, header says {want} uint8"
-    if outcome != "failure" and seconds > time_limit:  # native code that the alarm could not interrupt
-        outcome, reason = "failure", f"timeout: {seconds:.2f} s > {time_limit:g} s"
-    if outcome != "failure" and growth > rss_limit_mib:
-        outcome, reason = "failure", f"peak RSS grew by {growth:.0f} MiB (limit {rss_limit_mib:g})"
-    return Result(outcome, reason, seconds, growth, detail)
+                res.outcome, res.reason = "failure", f"wrong result {got}, header says {want} uint8"
+    return res
 
 
 def check_cli(data: bytes, weights: str | None, expect: str, timeout: float = 120.0) -> str:
@@ -733,5 +742,5 @@ def run_fuzz(
 
 __all__ = [
     "CLEAN_ERRORS", "OUTCOMES", "Case", "CaseTimeout", "Layout", "Mutator", "Result", "Seed",
-    "check_cli", "default_decode", "layout", "run_case", "run_fuzz",
+    "check_cli", "default_decode", "guarded", "layout", "run_case", "run_fuzz",
 ]

@@ -1,10 +1,10 @@
-"""Training precision: float32, or bfloat16 autocast with channels_last for the transforms.
+"""Training precision: float32, or bfloat16 autocast for the transforms (channels_last either way).
 
 ``bf16`` runs g_a and g_s under bfloat16 autocast on channels_last tensors; GDN, layer norms,
 the entropy models and the loss stay in float32 (`licodec.layers.float32_region`). On CPUs it
 pays only where oneDNN has bfloat16 matrix units: measured on an Intel Xeon with AMX-BF16
-(benchmarks/results/train_speed.md), bf16 + channels_last trains mbt2018-mean (N=128, M=192)
-about 3x faster than float32, while bf16 without channels_last is slower. ``auto`` picks bf16
+(benchmarks/results/train_speed.md), bf16 trains mbt2018-mean (N=128, M=192) 2.2x faster than
+float32 in the standard layout and 1.6x faster than float32 channels_last. ``auto`` picks bf16
 on such CPUs and on GPUs with bfloat16, float32 elsewhere (CPUs without AMX, where it was not
 measured faster). Coding always runs in float32.
 """

@@ -7,19 +7,24 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Callable
 
+from .errors import LicodecError
+
 if TYPE_CHECKING:  # pragma: no cover
     from .models.base import CompressionModel
 
 MODELS: dict[str, type["CompressionModel"]] = {}
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(KeyError, LicodecError):
+    """A model name that is not registered (a KeyError, as before, and a LicodecError)."""
+
     def __str__(self) -> str:
         return self.args[0]
 
 
-class ConfigError(ValueError):
-    """A model config that does not fit the model (unknown field, impossible value)."""
+class ConfigError(ValueError, LicodecError):
+    """A model config that does not fit the model (unknown field, impossible value); a ValueError,
+    as before, and a LicodecError."""
 
 
 def register_model(name: str) -> Callable[[type], type]:

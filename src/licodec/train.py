@@ -73,6 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bf16: bfloat16 autocast with channels_last for the transforms g_a/g_s (GDN, layer norms, "
                         "entropy models and the loss stay float32); auto: bf16 where it is measured faster "
                         "(CPUs with AMX-BF16, GPUs with bfloat16), else fp32 (see licodec.precision)")
+    p.add_argument("--compile", action="store_true",
+                   help="run g_a/g_s through torch.compile in training (needs a C++ compiler; ~2x faster bf16 steps "
+                        "on AMX CPUs after ~10 s of compilation; evaluation and coding stay eager)")
     p.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="same as --precision bf16")
     p.add_argument("--random-mask", action="store_true",
                    help="He 2021 §4.1 random-mask model: a new random context mask every step (lee2019-ctx)")
@@ -87,6 +90,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs the [train] extra)")
+    p.add_argument("--budget-cpu-minutes", type=float, default=None,
+                   help="end the run (validate and export, as at --steps) once its training loop has used this much "
+                        "CPU time, summed over resumed sessions (equal-compute comparisons; 2 threads: ~2 per minute)")
     p.add_argument("--stop-at", type=int, default=None,
                    help="checkpoint and stop at this step without exporting (time-sliced training; resume later)")
     p.add_argument("--export", default=None,
@@ -123,7 +129,7 @@ def _rng_state(sampler_state: torch.Tensor, device=None) -> tuple[torch.Tensor, 
 
 
 def save_checkpoint(path: Path, model, opt, step: int, rng: list, args: dict, best: float,
-                    write: bool = True) -> None:
+                    write: bool = True, clock: dict | None = None) -> None:
     """Model, Adam moments and the RNG states of every rank (``rng``: one `_rng_state` per rank),
     in one safetensors file written atomically (a kill mid-write leaves the previous one)."""
     if not write:
@@ -138,7 +144,7 @@ def save_checkpoint(path: Path, model, opt, step: int, rng: list, args: dict, be
             tensors[f"rng.{r}.cuda"] = cuda_state[0]
     meta = {"step": str(step), "args": json.dumps(args), "optim": json.dumps(ometa), "best": repr(best),
             "model": model.name, "model_config": json.dumps(model.config_dict()),
-            "ranks": str(len(rng))}
+            "ranks": str(len(rng)), "clock": json.dumps(clock or {})}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
@@ -158,6 +164,13 @@ def load_checkpoint(path: Path, model, opt, gen: torch.Generator, rank: int = 0,
     if f"rng.{rank}.cuda" in tensors and torch.device(device).type == "cuda":
         torch.cuda.set_rng_state(tensors[f"rng.{rank}.cuda"], torch.device(device))
     return int(meta["step"]), float(meta["best"])
+
+
+def checkpoint_clock(path: Path) -> dict:
+    """{"wall_s", "cpu_s"}: training time a checkpoint's run has spent so far, over all its sessions
+    (wall clock and this process's CPU time in the training loop; {} for older checkpoints)."""
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata().get("clock", "{}"))
 
 
 def export_checkpoint(ckpt: Path, path: Path, half: bool = False) -> Path:
@@ -426,6 +439,8 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
         print(f"widened: {copied} of {len(model.state_dict())} tensors from {args.widen}")
     precision = resolve_precision(args.precision, dd.device)
     set_precision(model.to(dd.device).train(), precision)
+    if args.compile:
+        model.compile_transforms()
     net = dd.wrap(model)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     # each rank its own crops and noise; rank r of a run with seed s draws as seed s + r
@@ -440,9 +455,11 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
               file=sys.stderr)
     val_images = [load_rgb(p) for p in list_images(args.val)] if args.val and dd.main else []
     step, best = 0, math.inf
+    clock0 = {}
     ckpt = out / CKPT
     if resume:
         step, best = load_checkpoint(ckpt, model, opt, gen, dd.rank, dd.device, dd.world)
+        clock0 = checkpoint_clock(ckpt)
         if dd.main:
             print(f"resumed from {ckpt} at step {step}")
     groups = len(getattr(model, "group_sizes", []))
@@ -458,8 +475,15 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
     batches = Prefetcher(sampler, args.batch_size, MAX_QUALITY if model.variable_rate else None)
     sampler_state = gen.get_state()
     stop_signal = _StopSignal(dd.world == 1)
+    t_wall, t_cpu = time.monotonic(), time.process_time()
+
+    def clock() -> dict:
+        return {"wall_s": clock0.get("wall_s", 0.0) + time.monotonic() - t_wall,
+                "cpu_s": clock0.get("cpu_s", 0.0) + time.process_time() - t_cpu}
+
+    budget_done = False
     try:
-        while step < stop:
+        while step < stop and not budget_done:
             lr = learning_rate(args, step)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -471,10 +495,12 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
             if logger is not None:
                 _log_step(logger, bar, model, val_images, args, lmbda, step, lr, terms)
                 best = min(best, logger.last_cost)
+            if args.budget_cpu_minutes is not None:
+                budget_done = dd.agree(clock()["cpu_s"] >= 60 * args.budget_cpu_minutes)
             if dd.agree(time.monotonic() - last_ckpt > args.checkpoint_minutes * 60 or step == stop
-                        or stop_signal.received is not None):
+                        or stop_signal.received is not None or budget_done):
                 save_checkpoint(ckpt, model, opt, step, dd.gather(_rng_state(sampler_state, dd.device)), vars_, best,
-                                write=dd.main)
+                                write=dd.main, clock=clock())
                 last_ckpt = time.monotonic()
             if stop_signal.received is not None:
                 raise TrainingInterrupted(f"{stop_signal.received} at step {step}: checkpoint written to {ckpt}; "
@@ -485,7 +511,7 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
         if logger is not None:
             logger.close()
     bar.close()
-    if step < args.steps:
+    if step < args.steps and not budget_done:
         if dd.main:
             print(f"stopped at step {step}; continue with --resume")
         return ckpt
@@ -497,16 +523,18 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
         v = validate_all(model, val_images, lmbda)[0] if val_images else {}
         _export(model, export, args.quality, lmbda, args.half,
                 {"steps": step, "patch": args.patch, "batch_size": args.batch_size, "processes": dd.world,
-                 "precision": precision, **v})
+                 "precision": precision, "train_wall_s": round(clock()["wall_s"], 1),
+                 "train_cpu_s": round(clock()["cpu_s"], 1), **v})
         print(f"wrote {export}")
     return export
 
 
 def set_precision(model, precision: str):
-    """``bf16``: bfloat16 autocast of g_a/g_s and every parameter in channels_last (`licodec.precision`);
-    ``fp32``: float32, standard layout. Returns the model."""
+    """``bf16``: bfloat16 autocast of g_a/g_s (`licodec.precision`); ``fp32``: float32. Either way
+    every parameter and the input batch are channels_last, which oneDNN's CPU convolutions run
+    faster (1.4x for mbt2018-mean in float32, benchmarks/results/train_speed.md). Returns the model."""
     model.bf16_transforms = precision == "bf16"
-    return model.to(memory_format=torch.channels_last if precision == "bf16" else torch.contiguous_format)
+    return model.to(memory_format=torch.channels_last)
 
 
 def train_step(net, model, opt, x: torch.Tensor, q: torch.Tensor | None, lmbda: float, clip: float) -> dict:
@@ -514,7 +542,7 @@ def train_step(net, model, opt, x: torch.Tensor, q: torch.Tensor | None, lmbda: 
     qualities q (B,) and their λ(q), fixed-rate ones at ``lmbda``. ``net`` is the model or its DDP
     wrapper. Returns `licodec.metrics.rd_loss`'s terms."""
     dev = model.device
-    x = x.to(dev, memory_format=torch.channels_last if model.bf16_transforms else torch.contiguous_format)
+    x = x.to(dev, memory_format=torch.channels_last)
     if model.variable_rate:
         o, lam = net(x, q.to(dev)), lambda_for(q).to(dev)
     else:

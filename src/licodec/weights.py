@@ -1,7 +1,9 @@
 """Weight files: safetensors only, with the model's registry name, dataclass config, quality,
-λ and a fingerprint of the tensors in the metadata. Loading is strict and validated: wrong
-model, wrong shapes, a missing or extra tensor, or tensors that do not match the recorded
-fingerprint are refused with a one-line `WeightsError`.
+λ and a fingerprint of the tensors in the metadata. Loading treats the file as untrusted and is
+strict (`licodec.weights_check`): the metadata parsed field by field, the config typed and capped,
+the tensors it implies (from a model built on the ``meta`` device) compared by name, shape and
+dtype with the safetensors header before any tensor is read or any model allocated, then the
+fingerprint, then the values (finite, bounded). Anything wrong is a one-line `WeightsError`.
 
 Shipped weights live in ``licodec/weights/``: ``<model>-q<quality>.safetensors`` for fixed-rate
 weights (one λ each) and ``<model>-vr.safetensors`` for variable-rate weights (config
@@ -24,14 +26,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, safe_open
 
 from .rate import LAMBDAS  # noqa: F401  (re-exported: the λ ladder used to live here)
-from .registry import create_model, get_model_class
+from .registry import UnknownModelError, create_model, get_model_class
+from .weights_check import VARIABLE, WeightsError  # noqa: F401  (WeightsError is re-exported)
+from .weights_check import (_first_line, check_config, check_header, check_values, expected_tensors, parse_metadata,
+                            read_header)
 
 FORMAT = "licodec-weights-1"
-VARIABLE = "variable"  # the metadata quality of variable-rate weights
-
-
-class WeightsError(ValueError):
-    pass
 
 
 def dense(t: torch.Tensor) -> torch.Tensor:
@@ -125,36 +125,43 @@ def read_metadata(path) -> dict:
 
 
 def load_weights(path, device: str | torch.device = "cpu", expect_model: str | None = None):
-    """Build the model named in the file from its stored config and load the tensors strictly.
-    Returns (model in eval mode, metadata dict with parsed fields)."""
+    """Build the model named in the file from its stored config and load the tensors strictly,
+    validating everything first (`licodec.weights_check`; the order is in the module docstring).
+    Returns (model in eval mode, metadata dict with parsed fields). Raises `WeightsError`."""
     meta = read_metadata(path)
-    name = meta["model"]
+    m = parse_metadata(path, meta)
+    name, config, quality = m["model"], m["config"], m["quality"]
     if expect_model is not None and name != expect_model:
-        raise WeightsError(f"{path}: holds weights for {name!r}, not {expect_model!r}")
-    get_model_class(name)
+        raise WeightsError(f"{path}: holds weights for {name!r:.80}, not {expect_model!r}")
     try:
-        config = json.loads(meta["config"])
-        quality = metadata_quality(meta)
-        model = create_model(name, config)
+        get_model_class(name)
+    except UnknownModelError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    check_config(path, name, config)
+    expected, variable_rate = expected_tensors(path, name, config)  # on the meta device: no allocation
+    if (quality is None) != variable_rate:
+        raise WeightsError(f"{path}: metadata quality {meta['quality']!r:.40} does not fit the config's rate_levels")
+    check_header(path, f"{name} config {config}", expected, read_header(path))
+    try:
         state = load_file(str(path))
-    except (ValueError, TypeError, KeyError, SafetensorError) as e:
-        raise WeightsError(f"{path}: invalid weight file ({e})") from None
-    if (quality is None) != model.variable_rate:
-        raise WeightsError(f"{path}: metadata quality {meta['quality']!r} does not fit the config's rate_levels")
-    if fingerprint(state).hex() != meta.get("fingerprint"):
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: invalid weight file ({_first_line(e)})") from None
+    if fingerprint(state) != m["fingerprint"]:
         raise WeightsError(f"{path}: tensors do not match the recorded fingerprint (tampered or damaged file)")
+    check_values(path, state)
+    model = create_model(name, config)
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
+    except RuntimeError as e:  # not expected after check_header; kept as a last line of defence
         first = str(e).strip().splitlines()
         raise WeightsError(f"{path}: weights do not fit {name} config {config}: {first[1].strip() if len(first) > 1 else first[0]}") from None
     info = {
         "model": name,
         "config": config,
         "quality": quality,  # None: variable rate (any quality in 1..config rate_levels)
-        "lambda": float(meta["lambda"]) if meta.get("lambda") else None,
-        "fingerprint": bytes.fromhex(meta["fingerprint"]),
-        "extra": json.loads(meta.get("extra") or "{}"),
+        "lambda": m["lambda"],
+        "fingerprint": m["fingerprint"],
+        "extra": m["extra"],
         "path": str(path),
     }
     return model.to(device).eval(), info

@@ -8,7 +8,8 @@ distortion; the rate saving ratio (He 2021 eq. 7) of a mask m is
     R_m = (B_0 − B_m) / B_0
 
 where B_0 is the bpp with the all-zero mask (no context: the mean-scale hyperprior) and B_m the
-bpp with mask m. Masks that are not causal (``all``, single locations after the centre) are not
+bpp with mask m, both of y alone (the paper's "non-reference bpp"; `mask_bpp` also gives the
+totals with z, whose bits dilute the ratio). Masks that are not causal (``all``, single locations after the centre) are not
 decodable; they are analysis tools, as in the paper.
 """
 
@@ -45,14 +46,15 @@ def standard_masks(k: int = 5) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def mask_bpp(model, images: list[Tensor], masks: dict[str, Tensor]) -> dict[str, float]:
-    """Mean bpp (ẑ + ŷ, from the model's likelihoods) over ``images`` for each mask.
-    images: (1, 3, H, W) tensors in [0, 1]."""
+def mask_bpp(model, images: list[Tensor], masks: dict[str, Tensor]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean bpp over ``images`` for each mask, from the model's likelihoods: (y₁ only — the rate
+    the mask acts on, He 2021's "non-reference bpp" —, total: ẑ + ŷ). images: (1, 3, H, W) in [0, 1]."""
     if not hasattr(model, "context_prediction") or not hasattr(model, "_split"):
         raise ValueError(f"{model.name} has no serial context convolution to mask (use lee2019-ctx)")
     if model.variable_rate:
         raise ValueError("the mask analysis needs fixed-rate weights (these are variable-rate)")
     model.eval()
+    y_only = {name: 0.0 for name in masks}
     totals = {name: 0.0 for name in masks}
     for x in images:
         n = x.shape[2] * x.shape[3]
@@ -65,9 +67,11 @@ def mask_bpp(model, images: list[Tensor], masks: dict[str, Tensor]) -> dict[str,
             other = other - torch.log2(model.scale_only(y2, torch.zeros_like(sigma2), sigma2)[1]).sum()
         for name, m in masks.items():
             mu, sigma = model.params(c1, model.context_prediction(y1_hat, m))
-            bits = other - torch.log2(gaussian_likelihood(y1_hat, mu, sigma)).sum()
-            totals[name] += bits.item() / n
-    return {name: t / len(images) for name, t in totals.items()}
+            bits = -torch.log2(gaussian_likelihood(y1_hat, mu, sigma)).sum()
+            y_only[name] += bits.item() / n
+            totals[name] += (other + bits).item() / n
+    k = len(images)
+    return {name: t / k for name, t in y_only.items()}, {name: t / k for name, t in totals.items()}
 
 
 def rate_saving(bpp: dict[str, float], reference: str = "none") -> dict[str, float]:

@@ -19,6 +19,8 @@ Typical workflow::
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import constriction
 
@@ -91,7 +93,15 @@ class TableSet:
             with exact.suspended():  # constants, not a network: plain float64 on the CPU
                 pmf, low = self._build(t)
             pmf = np.asarray(pmf, dtype=np.float64)
-            entry = (constriction.stream.model.Categorical(pmf, perfect=False), int(low), len(pmf))
+            total = float(pmf.sum()) if pmf.ndim == 1 and pmf.size else math.nan
+            if not (np.isfinite(pmf).all() and (pmf >= 0).all() and 0 < total < math.inf):
+                # only learned tables (the factorized prior's) can be: damaged or hostile weights
+                raise CodingError(f"probability table {t} is not a distribution (NaN, negative or all zero; damaged weights?)")
+            try:
+                model = constriction.stream.model.Categorical(pmf, perfect=False)
+            except (ValueError, RuntimeError) as e:
+                raise CodingError(f"probability table {t} cannot be used ({str(e).splitlines()[0]})") from None
+            entry = (model, int(low), len(pmf))
             self._cache[t] = entry
         return entry
 

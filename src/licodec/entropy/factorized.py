@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .coder import RangeDecoder, RangeEncoder, TableSet
+from .coder import CodingError, RangeDecoder, RangeEncoder, TableSet
 from .quantize import lower_bound, quantize
 
 Z_RANGE = 64  # coded support of z is the integers in [-Z_RANGE, Z_RANGE]; values outside are clamped
@@ -85,7 +85,10 @@ class FactorizedPrior(nn.Module):
 
     def compress(self, enc: RangeEncoder, z: Tensor, tables: TableSet) -> Tensor:
         idx = self._indices(z.shape)
-        sym = tables.clamp(torch.round(z.detach().float()).cpu().numpy().astype(np.int64), idx)
+        z = z.detach().float()
+        if not bool(torch.isfinite(z).all()):
+            raise CodingError("the hyper-latent z is not finite (NaN or inf: weights that overflow)")
+        sym = tables.clamp(torch.round(z).cpu().numpy().astype(np.int64), idx)
         tables.encode(enc, sym, idx)
         return torch.from_numpy(sym).float().to(z.device)
 

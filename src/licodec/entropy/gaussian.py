@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from . import exact
-from .coder import RangeDecoder, RangeEncoder, TableSet
+from .coder import CodingError, RangeDecoder, RangeEncoder, TableSet
 from .quantize import lower_bound, quantize
 
 SCALE_MIN = 0.11
@@ -151,7 +151,10 @@ class GaussianConditional(nn.Module):
     def compress(self, enc: RangeEncoder, y: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
         """Encode y (any shape) and return the ŷ the decoder will reconstruct."""
         tables, idx, base = self._coding(mu, sigma)
-        sym = torch.round(y.detach().float() - base).cpu().numpy().astype(np.int64)
+        r = y.detach().float() - base
+        if not bool(torch.isfinite(r).all()):
+            raise CodingError("the latent y or its mean is not finite (NaN or inf: weights that overflow)")
+        sym = torch.round(r).cpu().numpy().astype(np.int64)
         sym = tables.clamp(sym, idx)
         tables.encode(enc, sym, idx)
         return torch.from_numpy(sym).to(base) + base

@@ -134,6 +134,7 @@ class CompressionModel(nn.Module):
         super().__init__()
         self.config = config
         self.bf16_transforms = False  # training option: run g_a/g_s under bfloat16 autocast (never when coding)
+        self._compiled: dict = {}  # id(g_a or g_s) -> its torch.compile wrapper, used in training (a plain dict: not submodules)
         levels = getattr(config, "rate_levels", 0)
         self.gain = GainUnits(config.M, levels) if levels else None
         self.tile = 0  # pixels; > 0: run g_a/g_s tile by tile on larger images when coding (see above)
@@ -211,10 +212,18 @@ class CompressionModel(nn.Module):
         """Apply g_a or g_s; in training with ``bf16_transforms`` under bfloat16 autocast on
         channels_last tensors (`licodec.precision`), returning float32 so that entropy models always
         compute in float32. Coding always runs in float32."""
-        if self.training and self.bf16_transforms:
-            with torch.autocast(x.device.type, dtype=torch.bfloat16):
-                return f(x.contiguous(memory_format=torch.channels_last)).float()
+        if self.training:
+            f = self._compiled.get(id(f), f)
+            if self.bf16_transforms:
+                with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                    return f(x.contiguous(memory_format=torch.channels_last)).float()
         return f(x)
+
+    def compile_transforms(self) -> None:
+        """Training runs g_a and g_s through ``torch.compile`` (the same modules and parameters;
+        evaluation and coding stay eager). About 2x faster bf16 training steps on an AMX CPU
+        (benchmarks/results/train_speed.md), after ~10 s of compilation."""
+        self._compiled.update({id(m): torch.compile(m) for m in (self.g_a, self.g_s)})
 
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.config)

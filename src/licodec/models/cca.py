@@ -101,6 +101,16 @@ SMALL_CONFIG: dict = {
 }
 
 
+# The CPU campaign size: the latent sizes of the GDN models' campaign (N = 128, M = 192) with a
+# backbone whose training step costs about what mbt2018-mean's does on a 2-core CPU (1.14 vs 1.24 s
+# per batch of 8 x 256², bf16; benchmarks/results/train_speed.md): no NAF block at the first
+# (full-resolution) stage, one residual block per stage, narrow entropy model.
+CPU_CONFIG: dict = {
+    **SMALL_CONFIG, "N": 128, "M": 192, "widths": [64, 96, 128], "naf_blocks": [0, 1, 1], "hyper_width": 128,
+    "em_width": 48, "head_widths": [64, 48],
+}
+
+
 def group_sizes(M: int, num_groups: int, power: float = 1.7, even: bool = False) -> list[int]:
     """Channels per group: M split in proportions 1, 2^k, 3^k, ..., K^k (or K equal shares).
 
