@@ -37,31 +37,40 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds: each runs both precisions (run-to-run noise)")
     p.add_argument("--work", default="runs/precision-check")
+    p.add_argument("--note", default="", help="a line added to the report (e.g. what else ran on the machine)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "precision"))
     a = p.parse_args(argv)
     results = {}
-    for precision in ("bf16", "fp32"):
-        out = Path(a.work) / precision
-        parser = argparse.ArgumentParser()
-        train.add_arguments(parser)
-        args = parser.parse_args([
-            "-m", a.model, "--config", a.config, "-q", a.quality, "--data", a.data, "--val", a.val,
-            "--out", str(out), "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--patch", str(a.patch),
-            "--val-every", str(a.steps), "--checkpoint-minutes", "30", "--precision", precision,
-            "--threads", str(a.threads), "--seed", "0",
-        ])
-        t = time.perf_counter()
-        train.run(args)
-        wall = time.perf_counter() - t
-        with open(out / "log.csv") as f:
-            rows = list(csv.DictReader(f))
-        last = rows[-1]
-        results[precision] = {"wall_s": wall, "s_per_step": wall / a.steps, "val_bpp": float(last["val_bpp"]),
-                              "val_psnr": float(last["val_psnr"]),
-                              "train_loss_last_200": sum(float(r["loss"]) for r in rows if int(r["step"]) > a.steps - 200)
-                              / max(1, sum(1 for r in rows if int(r["step"]) > a.steps - 200))}
-        print(precision, results[precision], flush=True)
+    for seed in [int(x) for x in a.seeds.split(",")]:
+        for precision in ("bf16", "fp32"):
+            key = precision if seed == 0 else f"{precision} seed {seed}"
+            out = Path(a.work) / key.replace(" ", "-")
+            parser = argparse.ArgumentParser()
+            train.add_arguments(parser)
+            args = parser.parse_args([
+                "-m", a.model, "--config", a.config, "-q", a.quality, "--data", a.data, "--val", a.val,
+                "--out", str(out), "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--patch", str(a.patch),
+                "--val-every", str(a.steps), "--checkpoint-minutes", "30", "--precision", precision,
+                "--threads", str(a.threads), "--seed", str(seed), "--force",
+            ])
+            done = out / "result.json"  # a finished run of an earlier call is reused
+            if done.exists():
+                wall = json.loads(done.read_text())["wall_s"]
+            else:
+                t = time.perf_counter()
+                train.run(args)
+                wall = time.perf_counter() - t
+                done.write_text(json.dumps({"wall_s": wall}))
+            with open(out / "log.csv") as f:
+                rows = list(csv.DictReader(f))
+            last = [r for r in rows if r.get("val_bpp")][-1]
+            tail = [float(r["loss"]) for r in rows if int(r["step"]) > a.steps - 200]
+            results[key] = {"seed": seed, "precision": precision, "wall_s": wall, "s_per_step": wall / a.steps,
+                            "val_bpp": float(last["val_bpp"]), "val_psnr": float(last["val_psnr"]),
+                            "train_loss_last_200": sum(tail) / max(1, len(tail))}
+            print(key, results[key], flush=True)
     from licodec.rate import LAMBDAS
 
     lam = LAMBDAS[int(a.quality)]
@@ -69,20 +78,34 @@ def main(argv=None) -> int:
         r["val_rd_cost"] = r["val_bpp"] + lam * 255**2 * 10 ** (-r["val_psnr"] / 10)
     info = machine_info()
     Path(a.out).with_suffix(".json").write_text(json.dumps({"machine": info, "args": vars(a), "results": results}, indent=1) + "\n")
-    b, f = results["bf16"], results["fp32"]
     lines = [
         "# bf16 vs fp32 training at equal steps (`benchmarks/run_precision_check.py`)", "",
         f"{a.model} {a.config}, quality {a.quality} (λ = {lam}), {a.steps} steps, batch {a.batch_size} of "
-        f"{a.patch}² crops, same seed and batches; validated in float32 on `{a.val}` (whole photos, estimated "
-        f"rate of the rounded latents). Machine: {machine_line(info)}.", "",
-        "| precision | s/step | val bpp | val PSNR (dB) | RD cost bpp + λ·255²·MSE | train loss (last 200 steps) |",
+        f"{a.patch}² crops, same seed and batches within a seed; validated in float32 on the validation photos (whole "
+        f"photos, estimated rate of the rounded latents). Machine: {machine_line(info)}.", "",
+        "| run | s/step | val bpp | val PSNR (dB) | RD cost bpp + λ·255²·MSE | train loss (last 200 steps) |",
         "|---|---|---|---|---|---|",
     ]
     for k, r in results.items():
         lines.append(f"| {k} | {r['s_per_step']:.3f} | {r['val_bpp']:.4f} | {r['val_psnr']:.3f} | {r['val_rd_cost']:.4f} | "
                      f"{r['train_loss_last_200']:.4f} |")
-    lines += ["", f"bf16 − fp32: {b['val_psnr'] - f['val_psnr']:+.3f} dB at {100 * (b['val_bpp'] / f['val_bpp'] - 1):+.2f} % "
-              f"bits; RD cost {100 * (b['val_rd_cost'] / f['val_rd_cost'] - 1):+.2f} %; speed {f['s_per_step'] / b['s_per_step']:.2f}×."]
+    lines.append("")
+    seeds = sorted({r["seed"] for r in results.values()})
+    for seed in seeds:
+        b, f = (next(r for r in results.values() if r["seed"] == seed and r["precision"] == p) for p in ("bf16", "fp32"))
+        lines.append(f"- seed {seed}: bf16 − fp32 {b['val_psnr'] - f['val_psnr']:+.3f} dB at "
+                     f"{100 * (b['val_bpp'] / f['val_bpp'] - 1):+.2f} % bits; RD cost "
+                     f"{100 * (b['val_rd_cost'] / f['val_rd_cost'] - 1):+.2f} %; speed {f['s_per_step'] / b['s_per_step']:.2f}×")
+    mean = {p: sum(r["val_rd_cost"] for r in results.values() if r["precision"] == p) / len(seeds) for p in ("bf16", "fp32")}
+    lines.append(f"- mean over {len(seeds)} seed(s): RD cost bf16 {mean['bf16']:.4f}, fp32 {mean['fp32']:.4f} "
+                 f"({100 * (mean['bf16'] / mean['fp32'] - 1):+.2f} %)")
+    if a.note:
+        lines.append(f"- {a.note}")
+    for p in ("bf16", "fp32"):
+        costs = [r["val_rd_cost"] for r in results.values() if r["precision"] == p]
+        if len(costs) > 1:
+            lines.append(f"- {p} across seeds: RD cost {min(costs):.4f} … {max(costs):.4f} "
+                         f"({100 * (max(costs) / min(costs) - 1):.2f} % spread: run-to-run noise)")
     Path(a.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
