@@ -4,6 +4,7 @@ the failures with their bytes."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter, defaultdict
 
@@ -27,7 +28,7 @@ class Tally:
         self.outcomes[res.outcome] += 1
         self.by_kind[kind][res.outcome] += 1
         if res.outcome == "clean_error":
-            self.errors[_bucket(res.reason)] += 1
+            self.errors[_bucket(re.sub(r"\{[^{}]*\}", "{...}", res.reason))] += 1  # configs in messages: blanked
         self.total += res.seconds
         self.max_growth = max(self.max_growth, res.rss_growth_mib)
         if res.seconds > self.slowest["seconds"]:

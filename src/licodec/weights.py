@@ -47,7 +47,7 @@ def fingerprint(state: dict[str, torch.Tensor]) -> bytes:
     for name in sorted(state):
         t = dense(state[name])
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.digest()[:8]
 
 
