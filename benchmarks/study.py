@@ -3,8 +3,13 @@
 
 Every run trains one fixed-rate model at quality 4 (λ = 0.013) on the same data with the same
 batch (8 of 256² crops), constant learning rate 1e-4, the fast precision mode (``--precision auto``, ``--compile``)
-and the same budget of CPU time in the training loop (``--budget-cpu-minutes``, default 60: 30
-minutes on 2 threads), one run at a time:
+and the same compute: ``--budget`` minutes (default 30) of a quiet 2-thread machine, turned into
+a number of steps per run by timing that run's training step first (`calibrate`: the fastest of 4
+timed steps after 2 warm-up steps, other work on the machine paused through /tmp/licodec-quiet;
+cached in ``benchmarks/results/study/<run>.calib.json``). A step budget, unlike a wall-clock or
+CPU-time one, does not shrink when the machine is shared (on 2 cores, contention inflates both the
+wall and the CPU time of a step), so runs made in different sessions compare fairly. One run at a
+time:
 
     a   mbt2018-mean             no context (hyperprior alone)                 N=128 M=192
     b   he2021-checkerboard      checkerboard context, two-pass decoding       N=128 M=192
@@ -58,15 +63,44 @@ RUNS = {
 }
 
 
+QUIET = Path("/tmp/licodec-quiet")  # other work on this machine waits while it exists
+
+
+def calibrate(key: str, a) -> dict:
+    """The run's training step time on this machine (bf16/auto precision, torch.compile, batch 8 of
+    256²): the fastest of 4 timed steps after 2 warm-up steps, with the machine kept quiet."""
+    path = RESULTS / f"{key}.calib.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_speed import time_steps
+
+    from licodec.precision import resolve_precision
+
+    name, config, extra, _ = RUNS[key]
+    QUIET.touch()
+    try:
+        mode = resolve_precision(a.precision, "cpu")
+        cfg = {**config, "random_mask": True} if "--random-mask" in extra else config
+        r = time_steps(name, cfg, mode, 8, 256, 4, 2, True, variable_rate=False)
+    finally:
+        QUIET.unlink(missing_ok=True)
+    calib = {"s_per_step": r["min_s"], "median_s": r["s_per_step"], "mode": mode, "compile": True,
+             "steps": int(round(a.budget * 60 / r["min_s"])), "budget_minutes": a.budget}
+    path.write_text(json.dumps(calib, indent=1) + "\n")
+    return calib
+
+
 def train_run(key: str, a) -> Path:
     from licodec import train
 
     name, config, extra, _ = RUNS[key]
     out = Path(a.work) / key
+    steps = calibrate(key, a)["steps"]
     argv = ["-m", name, "--config", json.dumps(config), "-q", str(QUALITY), "--data", a.data, "--val", a.val,
-            "--out", str(out), "--steps", "10000000", "--batch-size", "8", "--patch", "256", "--lr", "1e-4",
-            "--lr-drop", "1.0", "--val-every", "500", "--checkpoint-minutes", "10", "--precision", a.precision,
-            "--threads", str(a.threads), "--budget-cpu-minutes", str(a.budget), "--compile", *extra]
+            "--out", str(out), "--steps", str(steps), "--batch-size", "8", "--patch", "256", "--lr", "1e-4",
+            "--lr-drop", "1.0", "--val-every", "250", "--checkpoint-minutes", "10", "--precision", a.precision,
+            "--threads", str(a.threads), "--compile", *extra]
     if (out / train.CKPT).exists():
         argv.append("--resume")
     elif out.exists():
@@ -94,7 +128,7 @@ def evaluate(key: str, weights: Path, a) -> dict:
            "train_wall_s": info["extra"].get("train_wall_s"), "precision": info["extra"].get("precision"),
            "val_bpp": v["val_bpp"], "val_psnr": v["val_psnr"],
            "val_rd_cost": v["val_bpp"] + lam * 255**2 * 10 ** (-v["val_psnr"] / 10)}
-    out["s_per_step"] = out["train_wall_s"] / out["steps"] if out["train_wall_s"] else None
+    out["s_per_step"] = calibrate(key, a)["s_per_step"]  # quiet-machine step time (the budget's unit)
     bench = list_images(Path(a.val).parent / "val768")[0] if (Path(a.val).parent / "val768").is_dir() else None
     if bench is not None and key != "m":
         from licodec.codec import decode
@@ -128,7 +162,7 @@ def report(a) -> None:
     lines = ["# The seed papers' ablations at equal compute (`benchmarks/study.py`)", ""]
     machine = rows[next(iter(rows))].get("machine", "") if rows else ""
     lines += [f"Quality {QUALITY} (λ = {LAMBDAS[QUALITY]}), batch 8 of 256² crops, lr 1e-4 constant, "
-              f"{a.budget:g} CPU-minutes of training loop per run, validation on `data/val` (whole photos, estimated "
+              f"{a.budget:g} quiet-machine minutes of training steps per run (steps = budget / the run's measured step time), validation on `data/val` (whole photos, estimated "
               f"rate of the rounded latents; λD+R = bpp + λ·255²·MSE). Machine: {machine}.", ""]
     lines += ["| run | model | what | steps | s/step | val bpp | val PSNR | λD+R | vs (a) | decode 768×512 (s) |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -185,7 +219,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=str(REPO / "data" / "train"))
     p.add_argument("--val", default=str(REPO / "data" / "val"))
     p.add_argument("--work", default=str(REPO / "runs" / "study"))
-    p.add_argument("--budget", type=float, default=60.0, help="CPU-minutes of training loop per run")
+    p.add_argument("--budget", type=float, default=30.0, help="minutes of a quiet 2-thread machine per run (see calibrate)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", default="auto")
     p.add_argument("--notes", default=str(RESULTS / "notes.md"), help="text appended to the report (the decision)")

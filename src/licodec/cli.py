@@ -1,7 +1,7 @@
 """Command-line interface.
 
-    licodec compress IN [-o OUT.lic] [-m MODEL] [-q QUALITY] [--device cpu|cuda] [--tile N]
-    licodec decompress IN.lic [-o OUT.png] [--tile N] [--deterministic]
+    licodec compress IN... [-o OUT.lic] [-m MODEL] [-q QUALITY] [--device cpu|cuda] [--tile N]
+    licodec decompress IN.lic... [-o OUT.png] [--tile N] [--deterministic]
     licodec info IN.lic [--json]
     licodec models
     licodec demo
@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 EXIT_ERROR = 1
@@ -28,6 +29,14 @@ EXIT_ERROR = 1
 
 class _Fail(Exception):
     pass
+
+
+def _handled() -> tuple[type[BaseException], ...]:
+    """The errors caused by the input (one line, exit 1): ``except _handled()``, evaluated only when
+    an exception is raised, so that importing this module does not import torch."""
+    from .errors import LicodecError  # WeightsError, UnknownModelError, ConfigError are LicodecErrors
+
+    return (_Fail, LicodecError, OSError)
 
 
 # suffixes of the images that `compress` reads and `decompress` writes: a compress output with one
@@ -42,7 +51,7 @@ def _out_path(inp: Path, out: str | None, suffix: str, force: bool) -> Path:
     compress, an image type for decompress) unless --force."""
     path = Path(out) if out else inp.with_name(inp.stem + suffix)
     if path.is_dir():
-        raise _Fail(f"{path} is a directory")
+        raise _Fail(f"{path} is a directory; -o names the output file (e.g. -o {path / (inp.stem + suffix)})")
     if os.path.abspath(path) == os.path.abspath(inp) or (path.exists() and inp.exists() and os.path.samefile(path, inp)):
         raise _Fail(f"{path} is the input file; choose another output name (-o)")
     if os.path.lexists(path) and not force:
@@ -53,9 +62,26 @@ def _out_path(inp: Path, out: str | None, suffix: str, force: bool) -> Path:
         raise _Fail(f"{path}: compress writes a .lic file, not a {ext} image; name it .lic (or pass --force)")
     if not force and suffix != ".lic" and ext == ".lic":
         raise _Fail(f"{path}: decompress writes an image, not a .lic file; name it .png (or pass --force)")
-    if not path.parent.is_dir():
-        raise _Fail(f"{path.parent}: no such directory")
+    _check_parent(path.parent)
     return path
+
+
+def _check_parent(parent: Path) -> None:
+    """The output folder exists, is a folder and takes a new file: checked before any work (a probe
+    file is made and removed), so that a 6 s encode does not end in 'permission denied'."""
+    import tempfile
+
+    for p in (parent, *parent.parents):  # an existing ancestor that is not a folder
+        if os.path.exists(p) and not p.is_dir():
+            raise _Fail(f"{p} is a file, not a directory")
+    if not parent.is_dir():
+        raise _Fail(f"{parent}: no such directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".licodec-probe.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise _Fail(f"{parent}: cannot write there ({e.strerror or type(e).__name__})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -92,12 +118,95 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _each(a, one, verb: str) -> int:
+    """Run ``one(a, input)`` on every input. One input: as before (an error ends the command). Several
+    (``licodec compress *.png``): a failure is reported in one line and the others go on; a summary
+    line at the end; exit status 1 if any failed."""
+    if len(a.inputs) == 1:
+        return one(a, a.inputs[0])
+    if "-" in a.inputs:
+        raise _Fail("- (standard input) must be the only input")
+    if a.output is not None:
+        raise _Fail("-o names one output: with several inputs each output goes next to its input")
+    failed = 0
+    for name in a.inputs:
+        try:
+            one(a, name)
+        except _handled() as e:
+            if a.debug:
+                raise
+            failed += 1
+            print(f"licodec: error: {_first_line(e)}", file=sys.stderr)
+    n = len(a.inputs)
+    print(f"{n} files: {n - failed} {verb}, {failed} failed")
+    return EXIT_ERROR if failed else 0
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 def cmd_compress(a) -> int:
+    return _each(a, _compress_one, "compressed")
+
+
+def cmd_decompress(a) -> int:
+    return _each(a, _decompress_one, "decompressed")
+
+
+STDIO = "-"
+
+
+@contextmanager
+def _input_file(name: str):
+    """The input as a file path: the named file, or standard input ("-") copied to a temporary file."""
+    if name != STDIO:
+        yield Path(name)
+        return
+    import shutil
+    import tempfile
+
+    from .format import MAX_FILE_BYTES
+
+    with tempfile.TemporaryDirectory(prefix="licodec-stdin-") as d:
+        path = Path(d) / "stdin"
+        with open(path, "wb") as f:
+            n = 0
+            while chunk := sys.stdin.buffer.read(1 << 20):
+                n += len(chunk)
+                if n > MAX_FILE_BYTES:
+                    raise _Fail("standard input: too large")
+                f.write(chunk)
+        yield path
+
+
+def _to_stdout(a, name: str) -> bool:
+    """-o - writes to standard output, and so does input "-" without -o; never to a terminal."""
+    if not (a.output == STDIO or (name == STDIO and a.output is None)):
+        return False
+    if sys.stdout.isatty():
+        raise _Fail("refusing to write binary data to a terminal; redirect standard output or pass -o FILE")
+    return True
+
+
+def _write_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _compress_one(a, name: str) -> int:
+    with _input_file(name) as path:
+        return _compress_path(a, name, path)
+
+
+def _compress_path(a, name: str, inp: Path) -> int:
     from .codec import DEFAULT_MODEL, DEFAULT_QUALITY, Codec
     from .imageio import read_image
 
     _threads(a.threads)
-    inp = Path(a.input)
+    to_stdout = _to_stdout(a, name)
+    # the output is checked before loading anything: fail fast
+    out = "<stdout>" if to_stdout else _out_path(inp, a.output, ".lic", a.force)
     if a.weights:
         codec = Codec.from_weights(a.weights, a.device, a.quality, a.tile)
         if a.model is not None and codec.model.name != a.model:
@@ -105,29 +214,37 @@ def cmd_compress(a) -> int:
     else:
         codec = Codec.pretrained(a.model or DEFAULT_MODEL, DEFAULT_QUALITY if a.quality is None else a.quality,
                                  a.device, a.tile)
-    out = _out_path(inp, a.output, ".lic", a.force)
     img = read_image(inp, ignore_alpha=a.ignore_alpha)
     t0 = time.perf_counter()
     data = codec.encode(img.rgb, img.channels)
     dt = time.perf_counter() - t0
-    _write_bytes(out, data)
+    if to_stdout:
+        _write_stdout(data)
+    else:
+        _write_bytes(out, data)
     h, w = img.rgb.shape[:2]
     notes = f" [{'; '.join(img.notes)}]" if img.notes else ""
-    print(f"{inp} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
-          f"{dt:.2f} s ({codec.model.name} q{codec.quality:g}){notes}")
+    print(f"{'<stdin>' if name == STDIO else inp} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
+          f"{dt:.2f} s ({codec.model.name} q{codec.quality:g}){notes}", file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
 
-def cmd_decompress(a) -> int:
+def _decompress_one(a, name: str) -> int:
+    with _input_file(name) as path:
+        return _decompress_path(a, name, path)
+
+
+def _decompress_path(a, name: str, inp: Path) -> int:
     from .codec import check_decode_budget, codec_for
     from .format import unpack
     from .imageio import output_format, to_output
 
     _threads(a.threads)
-    inp = Path(a.input)
-    data = _read_lic(a.input)
-    out = _out_path(inp, a.output, ".decoded.png", a.force)
-    fmt = "PNG" if out.suffix.lower() == ".lic" else output_format(out)  # a .lic name only with --force
+    data = _read_lic(str(inp))
+    to_stdout = _to_stdout(a, name)
+    out = "<stdout>" if to_stdout else _out_path(inp, a.output, ".decoded.png", a.force)
+    # PNG to standard output; a .lic name only with --force
+    fmt = "PNG" if to_stdout or out.suffix.lower() == ".lic" else output_format(out)
     f = unpack(data)
     check_decode_budget(f, a.max_pixels)
     codec = codec_for(f, a.device, a.weights, a.tile)
@@ -137,8 +254,16 @@ def cmd_decompress(a) -> int:
     im = to_output(rgb, f.channels)
     from .weights import atomic_write
 
-    atomic_write(out, lambda tmp: im.save(tmp, format=fmt))
-    print(f"{inp} -> {out}: {f.width}x{f.height}, {dt:.2f} s")
+    if to_stdout:
+        import io
+
+        buf = io.BytesIO()
+        im.save(buf, format=fmt)
+        _write_stdout(buf.getvalue())
+    else:
+        atomic_write(out, lambda tmp: im.save(tmp, format=fmt))
+    print(f"{'<stdin>' if name == STDIO else inp} -> {out}: {f.width}x{f.height}, {dt:.2f} s",
+          file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
 
@@ -247,11 +372,23 @@ def _tile(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def build_parser(args_files: bool = False) -> argparse.ArgumentParser:
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default (not None/False/empty, nor twice)."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        d = action.default
+        if (d is None or d is False or d == argparse.SUPPRESS or d in ("", "{}", {}, [])
+                or "default" in h or not action.option_strings):
+            return h
+        return h + " (default: %(default)s)"
+
+
+def build_parser(args_files: bool = False, with_train: bool = True) -> argparse.ArgumentParser:
     """``args_files``: expand ``@FILE`` arguments into the lines of FILE (``licodec @run.args``,
-    ``licodec train @run.args``); off for other commands so that file names starting with @ work."""
-    from .codec import DEFAULT_MODEL, DEFAULT_QUALITY
-    from .models.tiling import DEFAULT_TILE
+    ``licodec train @run.args``); off for other commands so that file names starting with @ work.
+    ``with_train``: the arguments of ``train`` (False: a stub, for the other commands)."""
+    from .defaults import DEFAULT_MODEL, DEFAULT_QUALITY, DEFAULT_TILE
 
     p = argparse.ArgumentParser(prog="licodec", description="Learned image codec with real bitstreams.",
                                 fromfile_prefix_chars="@" if args_files else None)
@@ -270,8 +407,8 @@ def build_parser(args_files: bool = False) -> argparse.ArgumentParser:
                         help=f"run the transforms on N x N pixel tiles on larger images, bounding memory "
                              f"(a multiple of 64; 0: never; default {DEFAULT_TILE})")
 
-    c = sub.add_parser("compress", help="image -> .lic")
-    c.add_argument("input")
+    c = sub.add_parser("compress", help="image -> .lic (several images: one .lic each)")
+    c.add_argument("inputs", nargs="+", metavar="input")
     c.add_argument("-m", "--model", default=None,
                    help=f"registry name (default {DEFAULT_MODEL}); with --weights, checked against the file")
     c.add_argument("-q", "--quality", type=float, default=None,
@@ -281,8 +418,8 @@ def build_parser(args_files: bool = False) -> argparse.ArgumentParser:
     common(c, "use this weight file instead of the shipped weights")
     c.set_defaults(func=cmd_compress)
 
-    d = sub.add_parser("decompress", help=".lic -> image (PNG by default)")
-    d.add_argument("input")
+    d = sub.add_parser("decompress", help=".lic -> image (PNG by default; several files: one image each)")
+    d.add_argument("inputs", nargs="+", metavar="input")
     common(d, "weight file, if the file was made with weights that are not shipped")
     d.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="refuse files that declare more than N pixels (decoding untrusted files; "
@@ -322,34 +459,65 @@ def build_parser(args_files: bool = False) -> argparse.ArgumentParser:
     evaluation_cli.add_bench_arguments(be)
     be.set_defaults(func=evaluation_cli.run_bench)
 
-    from . import train
+    t = sub.add_parser("train", help="train a model (RD loss λ·255²·MSE + bpp)",
+                       formatter_class=_DefaultsFormatter)
+    if with_train:  # licodec.train imports torch: only for `licodec train` (a fast `licodec --help`)
+        from . import train
 
-    t = sub.add_parser("train", help="train a model (RD loss λ·255²·MSE + bpp)")
-    train.add_arguments(t)
-    t.set_defaults(func=lambda a: train.run(a) and 0)
+        train.add_arguments(t)
+        t.set_defaults(func=lambda a: train.run(a) and 0)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(bool(argv) and (argv[0] == "train" or argv[0].startswith("@"))).parse_args(argv)
-    from .errors import LicodecError
-    from .registry import ConfigError, UnknownModelError
-    from .weights import WeightsError
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt for SIGINT, so that temporary files
+    are removed on the way out (`licodec.weights.atomic_write`)."""
 
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """SIGINT and SIGTERM, at start-up too, end with one line (exit 130 / 143) and no partial file;
+    `licodec train` handles its own signals (it checkpoints first)."""
+    import signal
+
+    argv = sys.argv[1:] if argv is None else argv
+    previous = None
+    if not (argv and (argv[0] == "train" or argv[0].startswith("@"))):
+        try:
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread: leave signals alone
+            previous = None
     try:
-        return int(args.func(args) or 0)
+        return _main(argv)
     except KeyboardInterrupt:
         print("licodec: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("licodec: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str]) -> int:
+    train_like = "train" in argv or any(x.startswith("@") for x in argv)
+    args = build_parser(bool(argv) and (argv[0] == "train" or argv[0].startswith("@")),
+                        with_train=train_like).parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (KeyboardInterrupt, _Terminated):
+        raise  # main() reports them
     except BrokenPipeError:  # e.g. `licodec models | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (_Fail, LicodecError, WeightsError, UnknownModelError, ConfigError, OSError) as e:
+    except _handled() as e:
         if args.debug:
             raise
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"licodec: error: {msg}", file=sys.stderr)
+        print(f"licodec: error: {_first_line(e)}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:  # a bug: still one line unless --debug
         if args.debug:

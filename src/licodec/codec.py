@@ -45,8 +45,7 @@ from .entropy.exact import InexactOperationError
 from .rate import check_quality
 from .weights import WeightsError, find_by_fingerprint, find_weights, load_weights, shipped_models
 
-DEFAULT_MODEL = "mbt2018-mean"
-DEFAULT_QUALITY = 3.0
+from .defaults import DEFAULT_MODEL, DEFAULT_QUALITY  # noqa: E402,F401  (re-exported)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

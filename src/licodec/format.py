@@ -73,6 +73,10 @@ STREAM_SLACK = 4096
 MAX_FILE_BYTES = 9 * MAX_PIXELS  # above every file a valid header allows (max_payload <= 8.6 * MAX_PIXELS)
 
 
+def _hex(b) -> str:
+    return repr(b.hex()) if isinstance(b, (bytes, bytearray)) else repr(b)
+
+
 @dataclass
 class LicFile:
     model: str
@@ -89,6 +93,12 @@ class LicFile:
     @property
     def num_pixels(self) -> int:
         return self.height * self.width
+
+    def __repr__(self) -> str:  # the stream lengths, not their bytes (a header repr of 80 KB helps nobody)
+        return (f"LicFile(model={self.model!r}, fingerprint={_hex(self.fingerprint)}, quality={self.quality!r}, "
+                f"height={self.height}, width={self.width}, channels={self.channels}, bit_depth={self.bit_depth}, "
+                f"latent_crc=0x{self.latent_crc:08x}, streams=<{len(self.streams)} streams: "
+                f"{', '.join(str(len(x)) for x in self.streams)} bytes>, version={self.version})")
 
 
 def check_size(height: int, width: int) -> None:

@@ -229,6 +229,11 @@ def find_weights(model: str, quality: float) -> Path:
     some and quality is in their range (one file serves the whole quality scale, so quality is
     monotone), else fixed-rate weights trained at exactly that quality. Older fixed-rate weights stay
     installed beside variable-rate ones so that the files made with them still decode (by fingerprint)."""
+    from .rate import MAX_QUALITY, MIN_QUALITY
+
+    get_model_class(model)  # UnknownModelError naming the registered models
+    if not MIN_QUALITY <= quality <= MAX_QUALITY:  # NaN too
+        raise WeightsError(f"quality {quality:g} is outside the range {MIN_QUALITY:g}..{MAX_QUALITY:g}")
     fixed = shipped_weights().get(model, {})
     vr = shipped_variable_rate().get(model)
     if vr is not None and 1 <= quality <= vr[0]:

@@ -38,6 +38,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-bpp", type=float, default=0.4, help="rate of the crops (default 0.4 bpp)")
     p.add_argument("--keep-streams", action="store_true", help="keep every coded file in REPORT_DIR/streams")
     p.add_argument("--force", action="store_true", help="overwrite a report already in REPORT_DIR")
+    p.add_argument("--ignore-alpha", action="store_true",
+                   help="drop a transparent alpha channel instead of refusing the image (colour only is coded)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -60,13 +62,13 @@ def run_eval(a: argparse.Namespace) -> int:
         folder=a.folder, out_dir=a.output, models=models, qualities=qualities, weights=a.weights, codecs=codecs,
         anchor=a.anchor, per_image=a.per_image, device=a.device, fast=a.fast, threads=a.threads,
         crop_image=a.crop_image, crop_bpp=a.crop_bpp, keep_streams=a.keep_streams, force=a.force,
-        progress=a.progress, command=[Path(sys.argv[0]).name, *sys.argv[1:]],  # the process's command line
+        progress=a.progress, ignore_alpha=a.ignore_alpha, command=[Path(sys.argv[0]).name, *sys.argv[1:]],  # the process's command line
     )
     if opts.crop_bpp <= 0:
         raise LicodecError("--crop-bpp must be positive")
     results = evaluate(opts)
     print(markdown(bd_table(results)), end="")
-    print(f"report: {a.output}/report.html (results.json, summary.md, rd_psnr.png, rd_msssim.png)")
+    print(f"report: {Path(a.output) / 'report.html'} (results.json, summary.md, rd_psnr.png, rd_msssim.png)")
     return 0
 
 

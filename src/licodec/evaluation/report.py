@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import html
+import re
 import json
 import math
 from pathlib import Path
@@ -208,11 +209,16 @@ def _save_crops(out_dir: Path, original: np.ndarray | None, crops: dict[str, np.
     return files
 
 
+def _inline(s: str) -> str:
+    """Markdown text as HTML: escaped, with `code` spans as <code> (not raw backticks)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(s)))
+
+
 def _html_table(table: Table) -> str:
     head, rows = table
 
     def cell(s: str) -> str:  # the markdown tables mark the anchor with **…**
-        return html.escape(s).replace("**", "")
+        return _inline(s).replace("**", "")
 
     out = ["<table><tr>" + "".join(f"<th>{cell(h)}</th>" for h in head) + "</tr>"]
     out += ["<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in rows]
@@ -238,7 +244,7 @@ def report_html(results: dict, crop_files: dict[str, str]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>licodec evaluation</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>licodec evaluation</h1>",
-        f"<p>{e(_dataset_line(results))}.<br>Machine: {e(machine_line(results['machine']))}.</p>",
+        f"<p>{_inline(_dataset_line(results))}.<br>Machine: {_inline(machine_line(results['machine']))}.</p>",
         "<p class='note'>Data: <a href='results.json'>results.json</a> (every image, every setting) · "
         "<a href='summary.md'>summary.md</a></p>",
         "<h2>Rate–distortion</h2><div class='plots'>"
@@ -250,7 +256,7 @@ def report_html(results: dict, crop_files: dict[str, str]) -> str:
     ]
     if results["skipped"]:
         parts.append("<h2>Skipped</h2><ul>" + "".join(
-            f"<li><code>{e(k)}</code>: {e(v)}</li>" for k, v in results["skipped"].items()) + "</ul>")
+            f"<li><code>{e(k)}</code>: {_inline(v)}</li>" for k, v in results["skipped"].items()) + "</ul>")
     if crop_files:
         crop = results["crop"]
         side = crop["box"][0] if crop["box"] else 0
@@ -272,7 +278,7 @@ def report_html(results: dict, crop_files: dict[str, str]) -> str:
         parts.append("</div>")
     parts.append("<h2>Points</h2>")
     for c in results["curves"].values():
-        parts += [f"<h3>{e(c['label'])}</h3>", _html_table(points_table(c))]
+        parts += [f"<h3>{_inline(c['label'])}</h3>", _html_table(points_table(c))]
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

@@ -57,6 +57,7 @@ class EvalOptions:
     keep_streams: bool = False  # keep the coded files in OUT/streams
     force: bool = False
     progress: bool = True
+    ignore_alpha: bool = False  # drop a transparent alpha channel instead of refusing the image
     command: list[str] | None = None  # recorded in results.json (the CLI passes its command line)
 
 
@@ -267,6 +268,10 @@ def evaluate(opts: EvalOptions) -> dict:
     out_dir = _prepare_out_dir(Path(opts.out_dir), opts.force)
     for why in skipped.values():  # only now: a bad argument gives one error line, not notices first
         notice(f"skipping {why}")
+    jpegs = [p for p in images if p.suffix.lower() in (".jpg", ".jpeg")]
+    if jpegs:
+        notice(f"{len(jpegs)} of {len(images)} source images are JPEG files: their compression artefacts "
+               "favour codecs that reproduce them (JPEG above all); lossless sources (PNG) give fairer curves")
     if not learned:
         from ..weights import shipped_models
 
@@ -285,7 +290,7 @@ def evaluate(opts: EvalOptions) -> dict:
         bar = tqdm(total=total, desc="eval", unit="file", disable=not opts.progress, dynamic_ncols=True)
         try:
             for path in images:
-                img = read_image(path)
+                img = read_image(path, ignore_alpha=opts.ignore_alpha)
                 rgb = img.rgb
                 h, w = rgb.shape[:2]
                 box = _center_box(h, w) if path.name == crop_name else None
