@@ -158,9 +158,9 @@ def evaluate(key: str, weights: Path, a) -> dict:
 
 
 def report(a) -> None:
-    rows = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    rows = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if p.stem in RUNS}
     lines = ["# The seed papers' ablations at equal compute (`benchmarks/study.py`)", ""]
-    machine = rows[next(iter(rows))].get("machine", "") if rows else ""
+    machine = rows[next(iter(rows))].get("machine", "") if rows else "(no run finished yet)"
     lines += [f"Quality {QUALITY} (λ = {LAMBDAS[QUALITY]}), batch 8 of 256² crops, lr 1e-4 constant, "
               f"{a.budget:g} quiet-machine minutes of training steps per run (steps = budget / the run's measured step time), validation on `data/val` (whole photos, estimated "
               f"rate of the rounded latents; λD+R = bpp + λ·255²·MSE). Machine: {machine}.", ""]
@@ -192,6 +192,8 @@ def report(a) -> None:
         lines += ["", text.rstrip()]
     (REPO / "benchmarks" / "results" / "study.md").write_text("\n".join(lines) + "\n")
     (REPO / "benchmarks" / "results" / "study.json").write_text(json.dumps(rows, indent=1) + "\n")
+    if not any(r.get("curve") for r in rows.values()):
+        return
     try:
         import matplotlib
 

@@ -382,6 +382,7 @@ def check_run_directory(args: argparse.Namespace) -> bool:
     """Refuse what would lose a user's run or start one on nothing, before anything is created.
     Returns whether to resume from OUT's checkpoint."""
     out, ckpt = Path(args.out), Path(args.out) / CKPT
+    model_config(args.config)  # a bad --config is reported before the data
     _check_images(args.data, "--data")
     if args.val:
         _check_images(args.val, "--val")
