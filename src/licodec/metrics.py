@@ -46,24 +46,25 @@ def rd_loss(out: dict, x: Tensor, lmbda: float | Tensor) -> dict[str, Tensor]:
     n, _, h, w = x.shape
     pixels = n * h * w
     lik = out["likelihoods"]
-    bpp = bpp_from_likelihoods(lik, pixels)
+    nll = {k: -torch.log2(l) for k, l in lik.items()}  # bits of every latent, (B,C,h,w) each
+    bits = {k: b.sum(dim=(1, 2, 3)) for k, b in nll.items()}  # (B,) per likelihood tensor
+    bpp = sum(b.sum() for b in bits.values()) / pixels
     mse_b = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3))  # (B,)
     lam = torch.as_tensor(lmbda, dtype=mse_b.dtype, device=mse_b.device).expand(n)  # (B,)
     loss = torch.mean(lam * mse_b) * 255**2 + bpp
     terms = {"bpp": bpp, "mse": mse_b.mean(), "aux": torch.zeros((), device=x.device)}
-    for key in lik:
-        terms[f"r_{key}"] = (-torch.log2(lik[key].detach()).sum() / pixels)
+    for key, b in bits.items():
+        terms[f"r_{key}"] = b.sum().detach() / pixels
     if "y_groups" in out:
-        groups = lik["y"].detach().split(out["y_groups"], dim=1)  # K x (B,|g_i|,h,w)
-        terms["r_groups"] = [-torch.log2(g).sum() / pixels for g in groups]
+        groups = nll["y"].detach().split(out["y_groups"], dim=1)  # K x (B,|g_i|,h,w)
+        terms["r_groups"] = [g.sum() / pixels for g in groups]
     if "aux_likelihoods" in out:
-        bits_y = -torch.log2(lik["y"]).sum(dim=(1, 2, 3))  # (B,)
         aux_lik = out["aux_likelihoods"]
         bits_aux = -torch.log2(aux_lik).sum(dim=(1, 2, 3))  # (B,)
         alpha = out["cca_alpha"] * lam / CCA_LAMBDA  # (B,)
-        terms["aux"] = (alpha * (bits_y + bits_aux)).sum() / pixels
+        terms["aux"] = (alpha * (bits["y"] + bits_aux)).sum() / pixels
         loss = loss + terms["aux"]
-        terms["cca"] = (alpha * (bits_y - bits_aux)).sum().detach() / pixels
+        terms["cca"] = (alpha * (bits["y"] - bits_aux)).sum().detach() / pixels
         terms["r_aux"] = bits_aux.sum().detach() / pixels
         terms["aux_floor"] = (aux_lik.detach() <= AUX_FLOOR).float().mean()
     terms["loss"] = loss

@@ -85,7 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--resume from scratch when OUT has no checkpoint")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0)
     p.add_argument("--val-every", type=int, default=1000)
-    p.add_argument("--log-every", type=int, default=50, help="steps between rows of log.csv (and validation steps)")
+    p.add_argument("--log-every", type=int, default=50, help="steps between rows of log.csv (validation steps always get a row)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
