@@ -478,9 +478,11 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     """SIGINT and SIGTERM, at start-up too, end with one line (exit 130 / 143) and no partial file;
-    `licodec train` handles its own signals (it checkpoints first)."""
+    `licodec train` handles its own signals (it checkpoints first). ``restore_signals=False`` (the
+    console script, `entry`) ignores both once the work is over instead of restoring the previous
+    handlers, so that a signal in the last moments of the exit does not kill a finished command."""
     import signal
 
     argv = sys.argv[1:] if argv is None else argv
@@ -500,7 +502,46 @@ def main(argv: list[str] | None = None) -> int:
         return 143
     finally:
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            if restore_signals:
+                signal.signal(signal.SIGTERM, previous)
+            else:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def entry() -> None:
+    """The console script (``licodec``, ``python -m licodec.cli``). An interrupted command leaves
+    through ``os._exit`` after flushing: CPython re-raises SIGINT at exit (status -2 instead of 130)
+    when a KeyboardInterrupt once passed through C-level code run during an import, even though
+    `main` caught it; its files are already cleaned up by then."""
+    try:
+        code = main(restore_signals=False)
+    except (KeyboardInterrupt, _Terminated):  # arrived while leaving `main`, after the work
+        code = 0
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _import_torch_uninterrupted() -> None:
+    """Import torch with SIGINT and SIGTERM blocked: a Python signal handler that raises inside torch's
+    C++ module initialisation (pybind11) aborts the process (SIGABRT) instead of unwinding. A signal
+    that arrives meanwhile stays pending and is handled as usual as soon as the import is done."""
+    import signal
+
+    if "torch" in sys.modules:
+        return
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    except (AttributeError, OSError, ValueError):  # no pthread_sigmask (Windows)
+        old = None
+    try:
+        import torch  # noqa: F401
+    finally:
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _main(argv: list[str]) -> int:
@@ -508,6 +549,8 @@ def _main(argv: list[str]) -> int:
     args = build_parser(bool(argv) and (argv[0] == "train" or argv[0].startswith("@")),
                         with_train=train_like).parse_args(argv)
     try:
+        if args.func is not cmd_info:  # every other command computes with torch
+            _import_torch_uninterrupted()
         return int(args.func(args) or 0)
     except (KeyboardInterrupt, _Terminated):
         raise  # main() reports them
@@ -527,4 +570,4 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
