@@ -61,6 +61,8 @@ def test_eval_end_to_end(images, weights, tmp_path):
     assert "rd_psnr.png" in html and "crops/original.png" in html and "crops/webp.png" in html
     assert Image.open(out / "rd_psnr.png").size[0] > 500
     assert Image.open(out / "crops" / "webp.png").size == (176, 176)
+    assert Image.open(out / "per_image" / "psnr-01.png").size[0] > 500  # both images, every curve
+    assert "per_image/psnr-01.png" in html and "per_image/psnr-01.png" in summary
 
 
 def test_missing_codec_is_skipped_with_a_notice(images, tmp_path, monkeypatch, capsys):

@@ -16,7 +16,11 @@ def _list(values: list[str] | None) -> list[str]:
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folder", metavar="DIR", help="folder of images (e.g. Kodak or CLIC)")
+    p.add_argument("folder", metavar="DIR", nargs="?", default=None,
+                   help="folder of images (e.g. Kodak or CLIC); not with --from")
+    p.add_argument("--from", dest="from_results", metavar="RESULTS_JSON",
+                   help="render the report again from REPORT_DIR/results.json, without running any codec "
+                        "(e.g. with another --anchor); into its own folder unless -o is given")
     p.add_argument("-m", "--model", dest="models", nargs="+", metavar="MODEL", default=[],
                    help="shipped model(s) to evaluate at all their qualities (default: every shipped model)")
     p.add_argument("-q", "--quality", dest="qualities", nargs="+", metavar="Q",
@@ -27,8 +31,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"classical codecs, comma-separated, or 'none' (default {CODECS_HELP})")
     p.add_argument("--anchor", help="curve the BD-rates are computed against (default: hevc, else vvc, "
                                     "jpeg2000, jpeg, else the first curve)")
-    p.add_argument("-o", "--output", default="licodec-eval", metavar="REPORT_DIR",
-                   help="folder for results.json, summary.md, the plots and report.html (default licodec-eval)")
+    p.add_argument("-o", "--output", default=None, metavar="REPORT_DIR",
+                   help="folder for results.json, summary.md, the plots and report.html (default licodec-eval; "
+                        "with --from: the folder of that results.json)")
     p.add_argument("--per-image", action="store_true", help="per-image BD-rates in summary.md")
     p.add_argument("--device", default="cpu", help="cpu or cuda, for the learned models")
     p.add_argument("--fast", action="store_true",
@@ -43,11 +48,37 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
+# options that choose what to measure: meaningless when re-rendering from results.json
+_RUN_ONLY = {"models": ("-m", []), "qualities": ("-q", None), "weights": ("--weights", []),
+             "codecs": ("--codecs", CODECS_HELP), "device": ("--device", "cpu"), "fast": ("--fast", False),
+             "threads": ("--threads", 0), "crop_image": ("--crop-image", None), "crop_bpp": ("--crop-bpp", 0.4),
+             "keep_streams": ("--keep-streams", False), "ignore_alpha": ("--ignore-alpha", False)}
+
+
 def run_eval(a: argparse.Namespace) -> int:
     from ..errors import LicodecError
     from .report import bd_table, markdown
+
+    if (a.folder is None) == (a.from_results is None):
+        raise LicodecError("licodec eval needs either DIR (a folder of images to evaluate) or --from "
+                           "REPORT_DIR/results.json (to render a report again), not " +
+                           ("both" if a.folder is not None else "neither"))
+    command = [Path(sys.argv[0]).name, *sys.argv[1:]]  # the process's command line
+    if a.from_results is not None:
+        from .run import rerender
+
+        given = [flag for dest, (flag, default) in _RUN_ONLY.items() if getattr(a, dest) != default]
+        if given:
+            raise LicodecError(f"{given[0]} chooses what to measure; it cannot be used with --from "
+                               "(which runs no codec)")
+        results, out = rerender(a.from_results, a.anchor, a.output, a.per_image, a.force, command)
+        print(markdown(bd_table(results)), end="")
+        print(f"report: {out / 'report.html'} (re-rendered from results.json; no codec run)")
+        return 0
+
     from .run import EvalOptions, evaluate
 
+    output = a.output if a.output is not None else "licodec-eval"
     codecs = [] if a.codecs.strip().lower() in ("", "none") else _list([a.codecs.lower()])
     try:
         qualities = [float(q) for q in _list(a.qualities)] if a.qualities else None
@@ -59,16 +90,17 @@ def run_eval(a: argparse.Namespace) -> int:
 
         models = shipped_models()  # none while no weights are shipped: classical codecs only
     opts = EvalOptions(
-        folder=a.folder, out_dir=a.output, models=models, qualities=qualities, weights=a.weights, codecs=codecs,
+        folder=a.folder, out_dir=output, models=models, qualities=qualities, weights=a.weights, codecs=codecs,
         anchor=a.anchor, per_image=a.per_image, device=a.device, fast=a.fast, threads=a.threads,
         crop_image=a.crop_image, crop_bpp=a.crop_bpp, keep_streams=a.keep_streams, force=a.force,
-        progress=a.progress, ignore_alpha=a.ignore_alpha, command=[Path(sys.argv[0]).name, *sys.argv[1:]],  # the process's command line
+        progress=a.progress, ignore_alpha=a.ignore_alpha, command=command,
     )
     if opts.crop_bpp <= 0:
         raise LicodecError("--crop-bpp must be positive")
     results = evaluate(opts)
     print(markdown(bd_table(results)), end="")
-    print(f"report: {Path(a.output) / 'report.html'} (results.json, summary.md, rd_psnr.png, rd_msssim.png)")
+    print(f"report: {Path(output) / 'report.html'} (results.json, summary.md, rd_psnr.png, rd_msssim.png, "
+          "per_image/)")
     return 0
 
 

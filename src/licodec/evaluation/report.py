@@ -4,8 +4,12 @@
 - ``summary.md``     BD-rate table, speed table, the points of every curve (+ per image)
 - ``rd_psnr.png``    rate-distortion curves, PSNR
 - ``rd_msssim.png``  rate-distortion curves, MS-SSIM in dB
+- ``per_image/psnr-NN.png``  PSNR-vs-bpp of every curve on each image, up to 24 images a figure
 - ``report.html``    the plots, the tables and side-by-side crops (original vs each codec near
                      the same bpp) to look at; ``crops/`` holds the crops as PNG
+
+`write_report` needs only the results dict, except for the crops (pixels): without them it links
+the crop images already in the folder, if any (re-rendering with ``licodec eval --from``).
 """
 
 from __future__ import annotations
@@ -25,15 +29,34 @@ Table = tuple[list[str], list[list[str]]]
 PLOTS = {"psnr": ("rd_psnr.png", "PSNR (RGB) [dB]"), "ms_ssim_db": ("rd_msssim.png", "MS-SSIM [dB]")}
 
 
-def write_report(results: dict, out_dir: Path, original_crop: np.ndarray | None,
-                 crops: dict[str, np.ndarray], per_image: bool = False) -> None:
+PER_IMAGE_PANELS = 24  # images per per-image figure (4 columns, at most 6 rows)
+PER_IMAGE_COLUMNS = 4
+
+
+def write_report(results: dict, out_dir: Path, original_crop: np.ndarray | None = None,
+                 crops: dict[str, np.ndarray] | None = None, per_image: bool = False) -> None:
+    """Every report file from ``results``. The crops are written from ``original_crop`` and
+    ``crops`` (pixels) when given; else the crop images already in ``out_dir/crops`` are linked."""
     out_dir = Path(out_dir)
-    crop_files = _save_crops(out_dir, original_crop, crops)
+    if original_crop is not None:
+        crop_files = _save_crops(out_dir, original_crop, crops or {})
+    else:
+        crop_files = existing_crops(out_dir, results)
     _write_text(out_dir / "results.json", json.dumps(jsonable(results), indent=1, allow_nan=False) + "\n")
     _write_text(out_dir / "summary.md", summary_markdown(results, per_image))
     for metric, (name, ylabel) in PLOTS.items():
         plot_rd(results, metric, ylabel, out_dir / name)
+    plot_per_image(results, out_dir)
     _write_text(out_dir / "report.html", report_html(results, crop_files))
+
+
+def existing_crops(out_dir: Path, results: dict) -> dict[str, str]:
+    """{key: "crops/KEY.png"} of the crop images of ``results`` already in ``out_dir`` (none
+    without the original's)."""
+    if not (Path(out_dir) / "crops" / "original.png").is_file():
+        return {}
+    keys = ["original", *results["crop"].get("picked", {})]
+    return {k: f"crops/{k}.png" for k in keys if (Path(out_dir) / "crops" / f"{k}.png").is_file()}
 
 
 def jsonable(x):
@@ -118,9 +141,13 @@ def markdown(table: Table) -> str:
 
 def _dataset_line(results: dict) -> str:
     imgs = results["images"]
-    px = np.mean([i["width"] * i["height"] for i in imgs])
-    return (f"{len(imgs)} images from `{results['folder']}` (mean {px / 1e6:.2f} Mpixel); "
+    px = np.mean([i["width"] * i["height"] for i in imgs]) if imgs else 0.0
+    line = (f"{len(imgs)} images from `{results['folder']}` (mean {px / 1e6:.2f} Mpixel); "
             f"{results['created']}; {results['seconds']:g} s in all")
+    again = results.get("rerendered")
+    if again:
+        line += f"; report re-rendered from results.json on {again['created']} (no codec run again)"
+    return line
 
 
 def summary_markdown(results: dict, per_image: bool = False) -> str:
@@ -150,6 +177,12 @@ def summary_markdown(results: dict, per_image: bool = False) -> str:
         else:
             detail = "; ".join(f"{k}: {v}" for k, v in (c.get("settings") or {}).items())
         out += [f"### {c['label']}\n", f"{detail}\n" if detail else "", markdown(points_table(c))]
+    pages = per_image_pages(results)
+    if pages:
+        out.append("## Rate–distortion per image (PSNR)\n")
+        out.append("Every curve on each image (its own settings, not the mean over the images):\n")
+        out += [f"- [{name}]({name}): {_image_range(names)}" for name, names in pages]
+        out.append("")
     if per_image and "bd_rate_per_image" in results:
         out.append(f"## Per image: BD-rate against {anchor}\n")
         out += ["### PSNR\n", markdown(per_image_table(results, "psnr")),
@@ -188,6 +221,72 @@ def plot_rd(results: dict, metric: str, ylabel: str, path: Path) -> None:
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def per_image_pages(results: dict) -> list[tuple[str, list[str]]]:
+    """[(file name in the report folder, the images it shows)]: PER_IMAGE_PANELS images a figure."""
+    names = [i["name"] for i in results["images"]]
+    n = PER_IMAGE_PANELS
+    return [(f"per_image/psnr-{k + 1:02d}.png", names[i:i + n]) for k, i in enumerate(range(0, len(names), n))]
+
+
+def _image_range(names: list[str]) -> str:
+    if len(names) == 1:
+        return names[0]
+    return f"{names[0]} … {names[-1]} ({len(names)} images)"
+
+
+def _finite(v) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def plot_per_image(results: dict, out_dir: Path) -> list[str]:
+    """The per-image PSNR-vs-bpp figures of `per_image_pages` (stale ones removed); their names."""
+    from matplotlib.figure import Figure
+
+    from .run import summarize
+
+    out_dir = Path(out_dir)
+    pages = per_image_pages(results)
+    folder = out_dir / "per_image"
+    if pages:
+        folder.mkdir(exist_ok=True)
+    for name, images in pages:
+        cols = min(PER_IMAGE_COLUMNS, len(images))
+        rows = math.ceil(len(images) / cols)
+        fig = Figure(figsize=(3.3 * cols, 2.7 * rows + 0.6), dpi=100)
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        handles: dict[str, object] = {}
+        for ax, image in zip(axes, images):
+            for i, (key, c) in enumerate(results["curves"].items()):
+                pts = [q for q in summarize(results["rows"], key, image) if _finite(q["psnr"])]
+                if not pts:
+                    continue
+                learned = c["kind"] == "learned"
+                (line,) = ax.plot([q["bpp"] for q in pts], [q["psnr"] for q in pts], "-" if learned else "--",
+                                  color=f"C{i % 10}", marker="o" if learned else ".", lw=1.6 if learned else 1.0,
+                                  ms=3)
+                handles.setdefault(c["label"], line)
+            ax.set_title(image if len(image) <= 40 else image[:37] + "…", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, alpha=0.35)
+        for ax in axes[len(images):]:
+            ax.set_visible(False)
+        for ax in axes[::cols]:
+            ax.set_ylabel("PSNR [dB]", fontsize=7)
+        for i, ax in enumerate(axes[:len(images)]):
+            if i + cols >= len(images):  # the lowest panel of its column
+                ax.set_xlabel("bpp", fontsize=7)
+        # one colour per curve in every panel (C0, C1, ... in the order of the curves)
+        fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=min(len(handles), 4),
+                   fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.7 * rows + 0.6)))
+        atomic_write(out_dir / name, lambda tmp, f=fig: f.savefig(tmp, format="png"))
+    wanted = {out_dir / name for name, _ in pages}
+    for old in folder.glob("psnr-*.png") if folder.is_dir() else []:
+        if old not in wanted:
+            old.unlink()
+    return [name for name, _ in pages]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,6 +333,7 @@ td:first-child, th:first-child { text-align: left; }
 .crops figure { margin: 0; } .crops img { image-rendering: pixelated; border: 1px solid #999; }
 figcaption { font-size: 0.85em; max-width: 512px; }
 .note { color: #555; font-size: 0.9em; }
+.per-image img { max-width: 100%; } .per-image figcaption { max-width: none; }
 """
 
 
@@ -276,6 +376,17 @@ def report_html(results: dict, crop_files: dict[str, str]) -> str:
             parts.append(f"<figure><img src='{e(crop_files[key])}' width='{side * scale}' height='{side * scale}' "
                          f"alt='{e(label)}'><figcaption>{cap}</figcaption></figure>")
         parts.append("</div>")
+    elif results["crop"].get("box"):
+        parts.append(f"<h2>Crops of {e(results['crop']['image'])}</h2>")
+        parts.append("<p class='note'>Not available: this report was rendered from results.json, which holds "
+                     "no pixels, and no crop images were in its folder. Run <code>licodec eval</code> on the "
+                     "images again for them.</p>")
+    pages = per_image_pages(results)
+    if pages:
+        parts.append("<h2>Rate–distortion per image (PSNR)</h2>")
+        parts.append("<p class='note'>Every curve on each image, at its own settings.</p>")
+        parts += [f"<figure class='per-image'><img src='{e(name)}' alt='per-image RD curves, PSNR'>"
+                  f"<figcaption>{e(_image_range(names))}</figcaption></figure>" for name, names in pages]
     parts.append("<h2>Points</h2>")
     for c in results["curves"].values():
         parts += [f"<h3>{_inline(c['label'])}</h3>", _html_table(points_table(c))]

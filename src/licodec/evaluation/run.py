@@ -14,6 +14,10 @@ Typical workflow::
 
 Curves are averaged per setting as the papers do (mean bpp and mean PSNR over the images), then
 compared with `licodec.evaluation.bdrate.bd_rate` against an anchor curve.
+
+A report can be rendered again from its ``results.json`` alone, without running any codec, e.g.
+against another anchor: `rerender` (``licodec eval --from REPORT_DIR/results.json --anchor KEY``).
+`evaluate` and `rerender` share one path from the results dict to the files: `render`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ METRICS = ("psnr", "ms_ssim_db")  # the quality axes BD-rates are computed on
 ANCHOR_PREFERENCE = ("hevc", "vvc", "jpeg2000", "jpeg")  # default anchor: the first one evaluated
 CROP_SIDE = 256
 REPORT_FILES = ("results.json", "summary.md", "rd_psnr.png", "rd_msssim.png", "report.html")
+RESULTS_FORMAT = "licodec-eval-1"
 
 
 @dataclass
@@ -246,7 +251,6 @@ def evaluate(opts: EvalOptions) -> dict:
 
     from ..imageio import read_image
     from .machine import machine_info
-    from .report import write_report
 
     _require_eval_dependencies()
     if opts.threads:
@@ -261,7 +265,7 @@ def evaluate(opts: EvalOptions) -> dict:
     curves = learned + classical
     if not curves:
         raise LicodecError("nothing to evaluate: no model (-m / --weights) and no usable classical codec")
-    anchor = _choose_anchor(curves, opts.anchor)
+    anchor = _choose_anchor([c.key for c in curves], opts.anchor)
     crop_name = opts.crop_image or images[0].name
     if crop_name not in {p.name for p in images}:
         raise LicodecError(f"--crop-image {crop_name}: not one of the images in {opts.folder}")
@@ -312,9 +316,8 @@ def evaluate(opts: EvalOptions) -> dict:
         finally:
             bar.close()
 
-    curve_points = {c.key: summarize(rows, c.key) for c in curves}
     results = {
-        "format": "licodec-eval-1",
+        "format": RESULTS_FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": opts.command,
         "machine": machine,
@@ -323,9 +326,9 @@ def evaluate(opts: EvalOptions) -> dict:
         "images": [{"name": p.name} for p in images],
         "anchor": anchor,
         "curves": {c.key: {"label": c.label, "kind": c.kind, "param": c.param, **c.info,
-                           "points": curve_points[c.key]} for c in curves},
+                           "points": summarize(rows, c.key)} for c in curves},
         "skipped": skipped,
-        "bd_rate": {m: bd_rates(curve_points, anchor, m) for m in METRICS},
+        "bd_rate": {},  # filled in by `render`
         "rows": rows,
         "crop": {"image": crop_name, "target_bpp": opts.crop_bpp,
                  "box": None if original_crop is None else list(original_crop.shape[:2]),
@@ -334,12 +337,139 @@ def evaluate(opts: EvalOptions) -> dict:
     sizes = {r["image"]: (r["width"], r["height"]) for r in rows}
     for entry in results["images"]:
         entry["width"], entry["height"] = sizes[entry["name"]]
-    if opts.per_image:
-        results["bd_rate_per_image"] = {
-            m: {p.name: bd_rates({c.key: summarize(rows, c.key, p.name) for c in curves}, anchor, m)
-                for p in images} for m in METRICS}
-    write_report(results, out_dir, original_crop, {k: v["crop"] for k, v in crops.items()}, opts.per_image)
+    render(results, out_dir, anchor, opts.per_image, original_crop, {k: v["crop"] for k, v in crops.items()})
     return results
+
+
+# ----------------------------------------------------------------------------------------------
+# results dict -> report files (shared by `evaluate` and `rerender`)
+
+
+def render(results: dict, out_dir: str | Path, anchor: str, per_image: bool = False,
+           original_crop: np.ndarray | None = None, crops: dict[str, np.ndarray] | None = None) -> dict:
+    """Compute the BD-rates of ``results`` against ``anchor`` (and per image if ``per_image``),
+    store them in ``results`` and write every report file into ``out_dir``. Without the pixels of
+    the crops (``original_crop`` None) the crop images already in ``out_dir/crops`` are used, if any."""
+    from .report import write_report
+
+    set_bd_rates(results, anchor, per_image)
+    write_report(results, Path(out_dir), original_crop, crops or {}, per_image)
+    return results
+
+
+def set_bd_rates(results: dict, anchor: str, per_image: bool = False) -> None:
+    """``results["anchor"]``, ``["bd_rate"]`` and (``per_image``) ``["bd_rate_per_image"]`` from the
+    curves' points and the measured rows; nothing measured is changed."""
+    keys = list(results["curves"])
+    anchor = _choose_anchor(keys, anchor)
+    points = {k: results["curves"][k]["points"] for k in keys}
+    results["anchor"] = anchor
+    results["bd_rate"] = {m: bd_rates(points, anchor, m) for m in METRICS}
+    results.pop("bd_rate_per_image", None)
+    if per_image:
+        rows = results["rows"]
+        results["bd_rate_per_image"] = {
+            m: {img["name"]: bd_rates({k: summarize(rows, k, img["name"]) for k in keys}, anchor, m)
+                for img in results["images"]} for m in METRICS}
+
+
+def rerender(results_file: str | Path, anchor: str | None = None, out_dir: str | Path | None = None,
+             per_image: bool = False, force: bool = False, command: list[str] | None = None) -> tuple[dict, Path]:
+    """Render a report again from an existing ``results.json``, without running any codec.
+
+    ``anchor``: the curve for the BD-rates (default: the one recorded). ``out_dir``: default the
+    folder of ``results.json``; re-rendering there needs no ``force`` (only derived files are
+    replaced, and results.json keeps every measured field: only its anchor, BD-rates and
+    ``rerendered`` entry change). Another folder that already holds a report needs ``force``.
+    Per-image BD-rates are computed if ``per_image`` or if results.json had them. The crops are
+    kept if their images are in the output folder (or are copied from the source folder), else
+    the report says they are not available. Returns (results, output folder)."""
+    import shutil
+
+    _require_eval_dependencies()
+    results_file = Path(results_file)
+    if results_file.is_dir():
+        results_file = results_file / "results.json"
+    results = load_results(results_file)
+    anchor = _choose_anchor(list(results["curves"]), anchor or results["anchor"])
+    src = results_file.parent
+    out = src if out_dir is None else Path(out_dir)
+    in_place = out.exists() and out.resolve() == src.resolve()
+    if not in_place:
+        out = _prepare_out_dir(out, force)
+        for name in _crop_names(results):  # the crops cannot be made again: copy them over when there
+            if (src / name).is_file() and not (out / name).is_file():
+                (out / name).parent.mkdir(exist_ok=True)
+                shutil.copyfile(src / name, out / name)
+    per_image = per_image or "bd_rate_per_image" in results
+    results["rerendered"] = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command, "previous_anchor": results["anchor"],
+    }
+    return render(results, out, anchor, per_image), out
+
+
+def _crop_names(results: dict) -> list[str]:
+    return [f"crops/{k}.png" for k in ("original", *results["crop"]["picked"])]
+
+
+def load_results(path: Path) -> dict:
+    """A results.json written by `evaluate`, checked enough to render it; else a one-line error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LicodecError(f"{path}: no such file (--from expects REPORT_DIR/results.json)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise LicodecError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LicodecError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    problem = _results_problem(data)
+    if problem:
+        raise LicodecError(f"{path}: not a licodec eval results.json ({problem})")
+    return data
+
+
+def _results_problem(d) -> str | None:
+    """What makes ``d`` unusable as results (None if nothing)."""
+    def num(v):
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    if not isinstance(d, dict):
+        return f"a JSON {type(d).__name__}, not an object"
+    if d.get("format") != RESULTS_FORMAT:
+        return f"format {d.get('format')!r}, expected {RESULTS_FORMAT!r}"
+    kinds = {"curves": dict, "rows": list, "images": list, "machine": dict, "skipped": dict, "crop": dict,
+             "anchor": str, "folder": str, "created": str, "seconds": (int, float)}
+    for k, t in kinds.items():
+        if not isinstance(d.get(k), t):
+            return f"missing or malformed {k!r}"
+    if not d["curves"]:
+        return "no curves"
+    if d["anchor"] not in d["curves"]:
+        return f"anchor {d['anchor']!r} is not one of its curves"
+    for key, c in d["curves"].items():
+        if not isinstance(c, dict) or not isinstance(c.get("points"), list) or not all(
+                isinstance(c.get(f), str) for f in ("label", "kind", "param")):
+            return f"malformed curve {key!r}"
+        for q in c["points"]:
+            if not isinstance(q, dict) or not isinstance(q.get("bpp"), (int, float)) or not all(
+                    num(q.get(f, 0)) for f in ("param", "bpp_est", "psnr", "ms_ssim", "ms_ssim_db")):
+                return f"malformed point in curve {key!r}"
+    for img in d["images"]:
+        if not isinstance(img, dict) or not isinstance(img.get("name"), str) or not all(
+                isinstance(img.get(f), int) for f in ("width", "height")):
+            return "malformed 'images'"
+    fields = ("param", "bpp", "bpp_est", "psnr", "ms_ssim", "ms_ssim_db", "enc_s", "dec_s")
+    for r in d["rows"]:
+        if not isinstance(r, dict) or r.get("codec") not in d["curves"] or not isinstance(r.get("image"), str) \
+                or not all(f in r and num(r[f]) for f in fields) or not isinstance(r["bpp"], (int, float)):
+            return "malformed 'rows'"
+    crop = d["crop"]
+    if not isinstance(crop.get("picked"), dict) or not isinstance(crop.get("image"), str):
+        return "malformed 'crop'"
+    return None
 
 
 def _code_one(curve: Curve, p: float, stem: str, rgb: np.ndarray, folder: Path) -> tuple[dict, np.ndarray]:
@@ -404,8 +534,7 @@ def bd_rates(curve_points: dict[str, list[dict]], anchor: str, metric: str) -> d
     return out
 
 
-def _choose_anchor(curves: list[Curve], requested: str | None) -> str:
-    keys = [c.key for c in curves]
+def _choose_anchor(keys: list[str], requested: str | None) -> str:
     if requested is not None:
         if requested not in keys:
             raise LicodecError(f"--anchor {requested!r} is not among the evaluated curves ({', '.join(keys)})")
