@@ -35,7 +35,7 @@ def test_compress_info_decompress(work, tiny_weights):
     info = json.loads(run("info", work / "photo.lic", "--json").stdout)
     assert info["model"] == "mbt2018-mean" and (info["width"], info["height"]) == (600, 400)
     assert info["bytes"] == (work / "photo.lic").stat().st_size
-    assert info["format_version"] == 3
+    assert info["format_version"] == 4
     r = run("decompress", work / "photo.lic", "--weights", tiny_weights)
     assert r.returncode == 0, r.stderr
     r2 = run("decompress", work / "photo.lic", "--weights", tiny_weights, "--deterministic", "--threads", "1",
@@ -49,6 +49,30 @@ def test_grayscale_roundtrip_stays_grayscale(work, tiny_weights):
     assert run("compress", work / "gray.png", "--weights", tiny_weights).returncode == 0
     assert run("decompress", work / "gray.lic", "-o", work / "g.png", "--weights", tiny_weights).returncode == 0
     assert Image.open(work / "g.png").mode == "L"
+
+
+def test_icc_profile_and_exif_travel_through_the_file_unless_stripped(work, tiny_weights):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    ex = Image.Exif()
+    ex[0x010F] = "licodec-test-camera"
+    Image.open(work / "photo.png").save(work / "p3.jpg", quality=95, icc_profile=icc, exif=ex)
+    r = run("compress", work / "p3.jpg", "--weights", tiny_weights)
+    assert r.returncode == 0 and "bytes of metadata (ICC profile, Exif)" in r.stdout, r.stdout + r.stderr
+    info = json.loads(run("info", work / "p3.lic", "--json").stdout)
+    assert info["metadata"]["icc"] == len(icc) and info["metadata"]["exif"] > 0
+    assert run("decompress", work / "p3.lic", "--weights", tiny_weights).returncode == 0
+    out = Image.open(work / "p3.decoded.png")
+    assert out.info["icc_profile"] == icc and out.getexif()[0x010F] == "licodec-test-camera"
+    r = run("decompress", work / "p3.lic", "--weights", tiny_weights, "-o", work / "p3.ppm")
+    assert r.returncode == 0 and "not written (PPM cannot carry them)" in r.stdout, r.stdout
+    r = run("compress", work / "p3.jpg", "--weights", tiny_weights, "--strip", "-o", work / "s.lic")
+    assert r.returncode == 0 and "metadata" not in r.stdout
+    assert json.loads(run("info", work / "s.lic", "--json").stdout)["metadata"] == {}
+    assert (work / "s.lic").stat().st_size < (work / "p3.lic").stat().st_size - len(icc)
+    assert run("decompress", work / "s.lic", "--weights", tiny_weights).returncode == 0
+    assert "icc_profile" not in Image.open(work / "s.decoded.png").info
 
 
 def test_never_overwrites_and_force(work, tiny_weights):

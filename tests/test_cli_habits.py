@@ -217,3 +217,35 @@ def test_stdin_and_stdout(work, tiny_weights):
     bad = subprocess.run([*CMD, "decompress", "-", "--weights", str(tiny_weights)], input=b"junk", capture_output=True)
     assert bad.returncode == 1 and bad.stdout == b"" and bad.stderr.count(b"\n") == 1, bad.stderr
     assert_one_line_error(run("compress", "-", work / "photo.png"), "standard input")
+    for junk in (b"junk", png[:100]):  # not an image, a truncated one: named as the user named it
+        bad = subprocess.run([*CMD, "compress", "-", "--weights", str(tiny_weights)], input=junk, capture_output=True)
+        assert bad.returncode == 1 and bad.stdout == b"" and bad.stderr.startswith(b"licodec: error: <stdin>: "), bad.stderr
+        assert b"licodec-stdin-" not in bad.stderr
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path, tiny_weights):
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    Image.fromarray(np.zeros((256, 256, 3), np.uint8)).save(tmp_path / "im.png")
+    args = [*CMD, "compress", str(tmp_path / "im.png"), "--weights", str(tiny_weights), "--tile", "128"]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    try:
+        p = subprocess.run([*args, "-o", str(tmp_path / "a.lic")], stdout=subprocess.PIPE, stderr=slave, timeout=120)
+        err = b""
+        while select.select([master], [], [], 0.5)[0]:  # what the command wrote to its terminal
+            chunk = os.read(master, 1 << 16)
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert p.returncode == 0 and b"compress: analysis" in err and b"tile" in err, err
+    r = subprocess.run([*args, "-o", str(tmp_path / "b.lic")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr  # not a terminal: no bar
+    assert (tmp_path / "a.lic").read_bytes() == (tmp_path / "b.lic").read_bytes()

@@ -60,3 +60,16 @@ def test_quality_metadata_must_fit_the_config(tmp_path):
         save_weights(tiny_model("mbt2018-mean", rate_levels=8), tmp_path / "a.safetensors", quality=3)
     with pytest.raises(ValueError):
         save_weights(tiny_model("mbt2018-mean"), tmp_path / "b.safetensors", quality=None)
+
+
+def test_metadata_is_carried_not_coded(tiny_weights, sample_rgb):
+    codec = Codec.from_weights(tiny_weights)
+    meta = {"icc": bytes(16) + b"RGB " + b"p" * 50, "exif": b"MM\x00*" + b"e" * 20}
+    plain, with_meta = codec.encode(sample_rgb), codec.encode(sample_rgb, metadata=meta)
+    assert len(with_meta) == len(plain) + sum(8 + len(v) for v in meta.values())
+    out, header = decode(with_meta, weights=tiny_weights)
+    assert header.metadata == meta and np.array_equal(out, decode(plain, weights=tiny_weights)[0])
+    assert decode(plain, weights=tiny_weights)[1].metadata == {}
+    for bad, version in (({"xmp": b"x"}, 4), ({"icc": "text"}, 4), (["icc"], 4), (meta, 3)):
+        with pytest.raises(LicodecError):
+            codec.encode(sample_rgb, version=version, metadata=bad)

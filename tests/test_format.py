@@ -49,13 +49,56 @@ def test_every_single_bit_flip_is_refused():
             unpack(bytes(bad))
 
 
-def test_every_version_roundtrips_and_new_files_are_version_3():
-    assert pack(_file())[4] == 3
-    for v in (1, 2):
+def test_every_version_roundtrips_and_new_files_are_version_4():
+    assert pack(_file())[4] == 4
+    for v in (1, 2, 3):
         old = _file(version=v)
         assert unpack(pack(old)) == old
+        assert len(pack(old)) == len(pack(_file())) - 4  # no metadata length before version 4
     with pytest.raises(ValueError):
-        pack(_file(version=4))
+        pack(_file(version=5))
+
+
+def test_metadata_roundtrips_and_is_covered_by_the_crc():
+    f = _file()
+    f.metadata = {"icc": b"\x00" * 16 + b"RGB " + bytes(range(100)), "exif": b"MM\x00*" + b"x" * 30}
+    data = pack(f)
+    assert unpack(data) == f and unpack(data).metadata == f.metadata
+    assert len(data) == len(pack(_file())) + sum(8 + len(v) for v in f.metadata.values())
+    for i in range(len(data) - 150, len(data)):  # the metadata section (and the CRC)
+        bad = bytearray(data)
+        bad[i] ^= 0x01
+        with pytest.raises(FormatError):
+            unpack(bytes(bad))
+
+
+def test_metadata_needs_version_4_and_known_keys():
+    with pytest.raises(ValueError, match="cannot carry metadata"):
+        pack(_file(version=3, metadata={"icc": b"abc"}))
+    with pytest.raises(ValueError, match="unknown metadata"):
+        pack(_file(metadata={"xmp": b"abc"}))
+
+
+def test_unknown_metadata_chunks_are_skipped_and_malformed_ones_refused():
+    from licodec.format import unpack_metadata
+
+    known = b"ICCP" + struct.pack("<I", 3) + b"abc"
+    assert unpack_metadata(b"XMP " + struct.pack("<I", 2) + b"<>" + known) == {"icc": b"abc"}
+    for bad in (known + known, known[:-1], known + b"EXI", b"EXIF" + struct.pack("<I", 99) + b"x"):
+        with pytest.raises(FormatError, match="metadata"):
+            unpack_metadata(bad)
+
+
+def test_metadata_length_that_contradicts_the_file_size_is_refused():
+    data = bytearray(pack(_file()))
+    pos = len(data) - 4 - sum(len(s) for s in _file().streams) - 4  # the metadata length field
+    assert struct.unpack_from("<I", data, pos)[0] == 0
+    struct.pack_into("<I", data, pos, 1 << 30)
+    with pytest.raises(FormatError, match="metadata"):
+        unpack(_recrc(bytes(data[:-4])))
+    struct.pack_into("<I", data, pos, 5)
+    with pytest.raises(FormatError, match="do not match the file size"):
+        unpack(_recrc(bytes(data[:-4])))
 
 
 def test_newer_version_refused_with_upgrade_hint():

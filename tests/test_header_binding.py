@@ -50,7 +50,7 @@ def rgb(sample_rgb):
 def test_new_files_are_version_3_and_decode(weights, rgb):
     data = Codec.from_weights(weights["fixed"]).encode(rgb)
     f = unpack(data)
-    assert f.version == VERSION == 3
+    assert f.version == VERSION == 4
     assert latent_check(f, f.latent_crc) != f.latent_crc  # the stored field is bound to the header
     assert latent_check(f, latent_check(f, 12345)) == 12345
     out, _ = decode(data, weights=weights["fixed"])
@@ -62,7 +62,6 @@ def test_new_files_are_version_3_and_decode(weights, rgb):
     ("height", struct.pack("<I", 90)),  # 96 -> 90: the same 64-pixel padding, the same latents
     ("width", struct.pack("<I", 100)),
     ("channels", bytes([1])),  # RGB read as grayscale
-    ("version", bytes([2])),
 ])
 def test_an_edited_header_behind_a_valid_crc_fails(weights, rgb, field, value):
     data = Codec.from_weights(weights["fixed"]).encode(rgb)
@@ -70,6 +69,16 @@ def test_an_edited_header_behind_a_valid_crc_fails(weights, rgb, field, value):
     unpack(bad)  # a valid container: only the latent check can tell
     with pytest.raises(FormatError, match="cannot decode"):
         decode(bad, weights=weights["fixed"])
+
+
+def test_an_edited_version_behind_a_valid_crc_fails(weights, rgb):
+    data = Codec.from_weights(weights["fixed"]).encode(rgb, version=3)
+    bad = edit(data, "version", bytes([2]))  # versions 2 and 3 share the layout: only the latent check can tell
+    unpack(bad)
+    with pytest.raises(FormatError, match="cannot decode"):
+        decode(bad, weights=weights["fixed"])
+    with pytest.raises(FormatError, match="do not match the file size"):  # 4 -> 3: the layout differs
+        unpack(edit(Codec.from_weights(weights["fixed"]).encode(rgb), "version", bytes([3])))
 
 
 def test_an_edited_quality_of_variable_rate_weights_fails(weights, rgb):

@@ -97,3 +97,66 @@ def test_absurd_size_refused_without_decoding(tmp_path):
     p.write_bytes(png)
     with pytest.raises(ImageError, match="exceeds the limit"):
         read_image(p)
+
+
+# --- metadata: ICC profile and Exif (issue 16, item 5) --------------------------------------------
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _fake_profile(space: bytes) -> bytes:
+    return bytes(16) + space + bytes(108)  # only the colour-space field matters here
+
+
+def _exif(orientation=None) -> Image.Exif:
+    ex = Image.Exif()
+    ex[0x010F] = "licodec-test-camera"  # Make
+    if orientation:
+        ex[0x0112] = orientation
+    ex.get_ifd(0x8769)[0x9003] = "2026:12:03 08:00:00"  # DateTimeOriginal, in the Exif sub-IFD
+    return ex
+
+
+def test_icc_profile_and_exif_are_read_without_the_applied_orientation(tmp_path):
+    from licodec.imageio import save_image
+
+    arr = np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    icc = _srgb_profile()
+    img = read_image(_save(tmp_path, arr, name="a.png", icc_profile=icc, exif=_exif(orientation=6)))
+    assert img.rgb.shape == (10, 6, 3)  # rotated as a viewer shows it
+    assert img.metadata["icc"] == icc
+    ex = Image.Exif()
+    ex.load(img.metadata["exif"])
+    assert 0x0112 not in ex and ex[0x010F] == "licodec-test-camera"
+    assert ex.get_ifd(0x8769)[0x9003] == "2026:12:03 08:00:00"
+    for fmt, name in (("PNG", "o.png"), ("TIFF", "o.tif")):
+        assert save_image(Image.fromarray(img.rgb), tmp_path / name, fmt, img.metadata) == []
+        back = read_image(tmp_path / name)
+        assert back.metadata["icc"] == icc and np.array_equal(back.rgb, img.rgb)
+        assert Image.open(tmp_path / name).getexif()[0x010F] == "licodec-test-camera"
+    notes = save_image(Image.fromarray(img.rgb), tmp_path / "o.ppm", "PPM", img.metadata)
+    assert notes == ["ICC profile and Exif not written (PPM cannot carry them)"]
+
+
+def test_no_metadata_when_the_image_has_none(tmp_path):
+    img = read_image(_save(tmp_path, np.zeros((4, 4, 3), np.uint8)))
+    assert img.metadata == {} and img.notes == []
+
+
+def test_a_profile_of_another_colour_space_is_dropped_with_a_note(tmp_path):
+    cmyk = np.full((4, 4, 4), 100, np.uint8)
+    p = tmp_path / "c.jpg"
+    Image.fromarray(cmyk, "CMYK").save(p, icc_profile=_fake_profile(b"CMYK"))
+    img = read_image(p)
+    assert "icc" not in img.metadata and any("CMYK ICC profile dropped" in n for n in img.notes)
+
+
+def test_a_gray_profile_stays_with_a_gray_image_and_an_rgb_profile_keeps_it_rgb(tmp_path):
+    arr = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    gray = read_image(_save(tmp_path, arr, name="g.png", icc_profile=_fake_profile(b"GRAY")))
+    assert gray.channels == 1 and gray.metadata["icc"][16:20] == b"GRAY"
+    rgb = read_image(_save(tmp_path, arr, name="r.png", icc_profile=_srgb_profile()))
+    assert rgb.channels == 3 and rgb.metadata["icc"][16:20] == b"RGB "

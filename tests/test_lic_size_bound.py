@@ -21,9 +21,9 @@ BIG = 512 * 2**20  # the issue's file: 512 MiB declaring a 64x64 image
 def header_for(total_size: int, h: int = 64, w: int = 64) -> bytes:
     """The header of a file of ``total_size`` bytes (two streams, the second filling it)."""
     small = pack(LicFile("mbt2018-mean", b"\0" * 8, 3.0, h, w, 3, 8, 0, [b"\0" * 4, b"\0" * 4]))
-    head = small[: len(small) - 4 - 8 - 8]  # up to the stream table
-    rest = total_size - len(head) - 8 - 4 - 4
-    return head + struct.pack("<II", 4, rest)
+    head = small[: len(small) - 4 - 8 - 4 - 8]  # up to the stream table (then 8, metadata length 4, streams 8, CRC 4)
+    rest = total_size - len(head) - 8 - 4 - 4 - 4
+    return head + struct.pack("<III", 4, rest, 0)
 
 
 def sparse_file(path, size: int, h: int = 64, w: int = 64):

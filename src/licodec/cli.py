@@ -194,6 +194,30 @@ def _write_stdout(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
+@contextmanager
+def _progress_bar(what: str):
+    """A progress bar on standard error over the tiles of each transform of a large image (none
+    when standard error is not a terminal, or when the image is small enough not to be tiled)."""
+    from tqdm import tqdm
+
+    from .progress import reporting
+
+    bars: dict = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=f"{what}: {stage}", unit="tile", leave=False, disable=None,
+                               file=sys.stderr, dynamic_ncols=True)
+        bars[stage].update(done - bars[stage].n)
+
+    try:
+        with reporting(update):
+            yield
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
 def _compress_one(a, name: str) -> int:
     with _input_file(name) as path:
         return _compress_path(a, name, path)
@@ -214,19 +238,27 @@ def _compress_path(a, name: str, inp: Path) -> int:
     else:
         codec = Codec.pretrained(a.model or DEFAULT_MODEL, DEFAULT_QUALITY if a.quality is None else a.quality,
                                  a.device, a.tile)
-    img = read_image(inp, ignore_alpha=a.ignore_alpha)
+    img = read_image(inp, ignore_alpha=a.ignore_alpha, name="<stdin>" if name == STDIO else None)
     t0 = time.perf_counter()
-    data = codec.encode(img.rgb, img.channels)
+    metadata = {} if a.strip else img.metadata
+    with _progress_bar("compress"):
+        data = codec.encode(img.rgb, img.channels, metadata=metadata)
     dt = time.perf_counter() - t0
     if to_stdout:
         _write_stdout(data)
     else:
         _write_bytes(out, data)
     h, w = img.rgb.shape[:2]
-    notes = f" [{'; '.join(img.notes)}]" if img.notes else ""
+    meta_bytes = sum(len(v) + 8 for v in metadata.values())
+    notes = [*img.notes, *([f"{meta_bytes} bytes of metadata ({', '.join(_META_NAMES[k] for k in metadata)})"]
+                           if metadata else [])]
+    notes = f" [{'; '.join(notes)}]" if notes else ""
     print(f"{'<stdin>' if name == STDIO else inp} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
           f"{dt:.2f} s ({codec.model.name} q{codec.quality:g}){notes}", file=sys.stderr if to_stdout else sys.stdout)
     return 0
+
+
+_META_NAMES = {"icc": "ICC profile", "exif": "Exif"}
 
 
 def _decompress_one(a, name: str) -> int:
@@ -237,7 +269,7 @@ def _decompress_one(a, name: str) -> int:
 def _decompress_path(a, name: str, inp: Path) -> int:
     from .codec import check_decode_budget, codec_for
     from .format import unpack
-    from .imageio import output_format, to_output
+    from .imageio import output_format, save_image, to_output
 
     _threads(a.threads)
     data = _read_lic(str(inp))
@@ -249,20 +281,23 @@ def _decompress_path(a, name: str, inp: Path) -> int:
     check_decode_budget(f, a.max_pixels)
     codec = codec_for(f, a.device, a.weights, a.tile)
     t0 = time.perf_counter()
-    rgb = codec.decode_file(f, a.deterministic)
+    with _progress_bar("decompress"):
+        rgb = codec.decode_file(f, a.deterministic)
     dt = time.perf_counter() - t0
     im = to_output(rgb, f.channels)
     from .weights import atomic_write
 
+    notes: list[str] = []
     if to_stdout:
         import io
 
         buf = io.BytesIO()
-        im.save(buf, format=fmt)
+        notes = save_image(im, buf, fmt, f.metadata)
         _write_stdout(buf.getvalue())
     else:
-        atomic_write(out, lambda tmp: im.save(tmp, format=fmt))
-    print(f"{'<stdin>' if name == STDIO else inp} -> {out}: {f.width}x{f.height}, {dt:.2f} s",
+        atomic_write(out, lambda tmp: notes.extend(save_image(im, tmp, fmt, f.metadata)))
+    notes = f" [{'; '.join(notes)}]" if notes else ""
+    print(f"{'<stdin>' if name == STDIO else inp} -> {out}: {f.width}x{f.height}, {dt:.2f} s{notes}",
           file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
@@ -277,6 +312,7 @@ def cmd_info(a) -> int:
         "quality": f.quality, "width": f.width, "height": f.height, "channels": f.channels,
         "bit_depth": f.bit_depth, "streams": [len(s) for s in f.streams],
         "latent_crc32": f"{f.latent_crc:08x}", "bytes": len(data), "bpp": 8 * len(data) / f.num_pixels,
+        "metadata": {k: len(v) for k, v in f.metadata.items()},
     }
     if a.json:
         print(json.dumps(d, indent=2))
@@ -415,6 +451,8 @@ def build_parser(args_files: bool = False, with_train: bool = True) -> argparse.
                    help=f"quality 1..8, higher: more bits (default {DEFAULT_QUALITY:g}); variable-rate weights take "
                         "any value in between, e.g. 3.5; fixed-rate weights only the ones shipped")
     c.add_argument("--ignore-alpha", action="store_true", help="drop a transparent alpha channel instead of refusing")
+    c.add_argument("--strip", action="store_true",
+                   help="leave the ICC colour profile and the Exif block out of the .lic file (default: carry them)")
     common(c, "use this weight file instead of the shipped weights")
     c.set_defaults(func=cmd_compress)
 

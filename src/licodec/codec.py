@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from .errors import FormatError, ImageError, LicodecError
-from .format import HEADER_BINDING, VERSION as FORMAT_VERSION, LicFile, check_size, latent_check, max_payload, pack, unpack
+from .format import (HEADER_BINDING, MAX_METADATA, METADATA_TAGS, METADATA_VERSION, VERSION as FORMAT_VERSION,
+                     LicFile, check_size, latent_check, max_payload, pack, unpack)
 from .models.base import LatentMismatchError
 from .models.tiling import DEFAULT_TILE, check_tile
 from .entropy.coder import CodingError
@@ -103,6 +104,22 @@ def _check_image(rgb) -> np.ndarray:
     return rgb
 
 
+def _check_metadata(metadata, version: int) -> dict[str, bytes]:
+    """``metadata`` as the dict `licodec.format.LicFile` carries, or LicodecError (checked before coding)."""
+    if not metadata:
+        return {}
+    if not isinstance(metadata, dict) or set(metadata) - set(METADATA_TAGS) \
+            or not all(isinstance(v, (bytes, bytearray)) for v in metadata.values()):
+        raise LicodecError(f"metadata must be a dict of bytes with keys among {sorted(METADATA_TAGS)}")
+    if version < METADATA_VERSION:
+        raise LicodecError(f"format version {version} cannot carry metadata (version {METADATA_VERSION} can)")
+    out = {k: bytes(v) for k, v in metadata.items() if v}
+    if sum(len(v) + 8 for v in out.values()) > MAX_METADATA:
+        raise ImageError(f"the image's metadata is larger than the format allows ({MAX_METADATA} bytes); "
+                         "pass --strip to leave it out")
+    return out
+
+
 def _header_quality(q: float) -> float:
     """q as the float32 the header stores, so encoder and decoder use the very same value."""
     return float(np.float32(q))
@@ -149,17 +166,20 @@ class Codec:
         finally:
             self.model.tile = before
 
-    def encode(self, rgb: np.ndarray, channels: int = 3, version: int = FORMAT_VERSION) -> bytes:
+    def encode(self, rgb: np.ndarray, channels: int = 3, version: int = FORMAT_VERSION,
+               metadata: dict[str, bytes] | None = None) -> bytes:
         """rgb: an (H, W, 3) uint8 array; ``channels``: what the decoder restores (1: grayscale, the
-        three channels equal; 3: RGB). ``version``: the .lic format version to write (1 and 2 only
-        to make files for old readers and tests; see `licodec.format`). Raises ImageError for an
-        image the codec does not take and WeightsError for weights that cannot code it (values
-        that overflow)."""
+        three channels equal; 3: RGB). ``version``: the .lic format version to write (1 to 3 only
+        to make files for old readers and tests; see `licodec.format`). ``metadata``: carried, not
+        coded: ``{"icc": profile bytes, "exif": Exif bytes}`` (either may be absent; version 4).
+        Raises ImageError for an image the codec does not take and WeightsError for weights that
+        cannot code it (values that overflow)."""
         rgb = _check_image(rgb)
         if channels not in (1, 3):
             raise ImageError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r:.20}")
         if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
             raise LicodecError(f"format version must be in 1..{FORMAT_VERSION}, got {version!r:.20}")
+        metadata = _check_metadata(metadata, version)
         h, w = rgb.shape[:2]
         try:
             check_size(h, w)
@@ -173,7 +193,8 @@ class Codec:
         if sum(map(len, enc.streams)) > max_payload(h, w, len(enc.streams)):
             raise WeightsError(f"{self.info.get('path', 'these weights')}: coded {sum(map(len, enc.streams))} bytes, "
                                f"more than the format allows for a {w}x{h} image (broken weights?)")
-        f = LicFile(self.model.name, self.info["fingerprint"], self.quality, h, w, channels, 8, 0, enc.streams, version)
+        f = LicFile(self.model.name, self.info["fingerprint"], self.quality, h, w, channels, 8, 0, enc.streams, version,
+                    metadata)
         f.latent_crc = latent_check(f, enc.checksum)
         return pack(f)
 

@@ -1,10 +1,10 @@
-"""The ``.lic`` container, format versions 1, 2 and 3.
+"""The ``.lic`` container, format versions 1 to 4.
 
 All integers little-endian. Layout::
 
     offset  size   field
     0       4      magic  b"\\x89LIC"
-    4       1      format version (3; 1 and 2 are still read, see below)
+    4       1      format version (4; 1 to 3 are still read, see below)
     5       1      flags (reserved, 0)
     6       1      n = length of the model name (1..64)
     7       n      model name, ASCII [a-z0-9][a-z0-9.-]*: the registry key (e.g. "mbt2018-mean")
@@ -19,10 +19,18 @@ All integers little-endian. Layout::
                    bit depth: `header_crc`)
     +4      1      k = number of entropy-coded streams (1..16)
     +1      4k     stream lengths, u32 each
+    +4k     4      version 4: m = length of the metadata section, u32 (0: none)
     ...            the k streams, concatenated
-    end-4   4      CRC32 of every byte before it (header and payload)
+    ...     m      version 4: the metadata section (below)
+    end-4   4      CRC32 of every byte before it (header, payload and metadata)
 
-The versions share this layout. Versions 1 and 2 differ in how the decoder computes the entropy
+The metadata section (version 4) is a sequence of chunks, each a 4-byte ASCII tag, a u32 length
+and that many bytes: ``ICCP`` the image's ICC colour profile, ``EXIF`` its Exif block (TIFF
+structure, as in a PNG ``eXIf`` chunk; orientation already applied to the pixels). A tag appears
+at most once; readers skip tags they do not know (later versions may add some) and the decoder
+never depends on the metadata. The section is at most `MAX_METADATA` bytes.
+
+The versions share this layout (version 4 adds the metadata length and section). Versions 1 and 2 differ in how the decoder computes the entropy
 parameters (the means and scale indices of the Gaussian conditional) from ẑ and the decoded ŷ:
 version 2 in exact arithmetic (`licodec.entropy.exact`: the same symbols on every machine, device
 and thread count); version 1 (licodec before 0.3) in float32 on one thread, which decodes on the
@@ -30,8 +38,9 @@ machine type that wrote the file. Version 3 decodes as version 2 and binds the h
 latents: the latent check also covers every header field the decoder depends on (model name,
 fingerprint, quality, size, channels, bit depth, version), so that a header edited or mis-written
 behind a recomputed file CRC — a quality, a size within the same 64-pixel padding, a channel
-count — fails the check instead of decoding to a wrong image. Writers make version 3; readers
-decode all three, each as it was made (in versions 1 and 2 only the file CRC covers the header).
+count — fails the check instead of decoding to a wrong image. Version 4 decodes as version 3 and
+carries the metadata. Writers make version 4; readers decode all four, each as it was made (in
+versions 1 and 2 only the file CRC covers the header).
 
 Rules that keep old files decodable: the header never depends on registry order (models are
 named, not numbered); a new model adds a name, never changes how an existing name decodes;
@@ -50,27 +59,30 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import FormatError
 
 MAGIC = b"\x89LIC"
-VERSION = 3  # written; every version from 1 up to it is read
+VERSION = 4  # written; every version from 1 up to it is read
 HEADER_BINDING = 3  # the first version whose latent check covers the header (`header_crc`)
+METADATA_VERSION = 4  # the first version with a metadata section
+MAX_METADATA = 1 << 24  # 16 MiB: above any real ICC profile plus Exif block
+METADATA_TAGS = {"icc": b"ICCP", "exif": b"EXIF"}  # LicFile.metadata keys -> chunk tags
 MAX_SIDE = 65_535
 MAX_PIXELS = 2**26  # 67 Mpx (64 Mi): coding tiles the transforms, but the latents and the uint8 image stay whole
 MAX_STREAMS = 16
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")  # registry keys; nothing a terminal would interpret
 _FIXED = struct.Struct("<8sfIIBBIB")  # fingerprint, quality, h, w, channels, bit depth, latent crc, k
 _BOUND = struct.Struct("<8sfIIBB")  # the part of _FIXED that `header_crc` covers (up to the bit depth)
-HEADER_MAX = 7 + 64 + _FIXED.size + 4 * MAX_STREAMS  # the longest header: up to the streams
+HEADER_MAX = 7 + 64 + _FIXED.size + 4 * MAX_STREAMS + 4  # the longest header: up to the streams
 # Stream lengths are bounded by what the declared image can need: MAX_BITS_PER_PIXEL bits per pixel
 # of the image padded to 64 (all streams together) plus STREAM_SLACK bytes per stream. Real files are
 # far below (the shipped default at q8 on noise: ~10 bpp; random-init tiny models: < 30 bpp of the
 # padded area); the encoder refuses to write more (`licodec.codec.Codec.encode`).
 MAX_BITS_PER_PIXEL = 64
 STREAM_SLACK = 4096
-MAX_FILE_BYTES = 9 * MAX_PIXELS  # above every file a valid header allows (max_payload <= 8.6 * MAX_PIXELS)
+MAX_FILE_BYTES = 9 * MAX_PIXELS  # above every file a valid header allows (max_payload + MAX_METADATA <= 8.9 * MAX_PIXELS)
 
 
 def _hex(b) -> str:
@@ -89,6 +101,7 @@ class LicFile:
     latent_crc: int
     streams: list[bytes]
     version: int = VERSION
+    metadata: dict[str, bytes] = field(default_factory=dict)  # "icc", "exif" (version 4): not decoded, carried
 
     @property
     def num_pixels(self) -> int:
@@ -98,7 +111,9 @@ class LicFile:
         return (f"LicFile(model={self.model!r}, fingerprint={_hex(self.fingerprint)}, quality={self.quality!r}, "
                 f"height={self.height}, width={self.width}, channels={self.channels}, bit_depth={self.bit_depth}, "
                 f"latent_crc=0x{self.latent_crc:08x}, streams=<{len(self.streams)} streams: "
-                f"{', '.join(str(len(x)) for x in self.streams)} bytes>, version={self.version})")
+                f"{', '.join(str(len(x)) for x in self.streams)} bytes>, version={self.version}"
+                + (f", metadata=<{', '.join(f'{k}: {len(v)} bytes' for k, v in self.metadata.items())}>"
+                   if self.metadata else "") + ")")
 
 
 def check_size(height: int, width: int) -> None:
@@ -161,8 +176,44 @@ def pack(f: LicFile) -> bytes:
     head += _FIXED.pack(f.fingerprint, f.quality, f.height, f.width, f.channels, f.bit_depth,
                         f.latent_crc, len(f.streams))
     head += b"".join(struct.pack("<I", len(s)) for s in f.streams)
-    body = bytes(head) + b"".join(f.streams)
+    meta = pack_metadata(f.metadata)
+    if meta and f.version < METADATA_VERSION:
+        raise ValueError(f"format version {f.version} cannot carry metadata (version {METADATA_VERSION} can)")
+    if f.version >= METADATA_VERSION:
+        head += struct.pack("<I", len(meta))
+    body = bytes(head) + b"".join(f.streams) + meta
     return body + struct.pack("<I", zlib.crc32(body))
+
+
+def pack_metadata(metadata: dict[str, bytes]) -> bytes:
+    """The metadata section for ``metadata`` (keys of `METADATA_TAGS`; empty values are left out)."""
+    unknown = set(metadata) - set(METADATA_TAGS)
+    if unknown:
+        raise ValueError(f"unknown metadata {sorted(unknown)} (known: {sorted(METADATA_TAGS)})")
+    out = b"".join(METADATA_TAGS[k] + struct.pack("<I", len(v)) + bytes(v) for k, v in metadata.items() if v)
+    if len(out) > MAX_METADATA:
+        raise ValueError(f"{len(out)} bytes of metadata: more than the format allows ({MAX_METADATA})")
+    return out
+
+
+def unpack_metadata(section: bytes) -> dict[str, bytes]:
+    """Parse a metadata section; FormatError if it is malformed. Unknown tags are skipped."""
+    keys = {tag: k for k, tag in METADATA_TAGS.items()}
+    out: dict[str, bytes] = {}
+    seen: set[bytes] = set()
+    pos = 0
+    while pos < len(section):
+        if pos + 8 > len(section):
+            raise FormatError("corrupt .lic file (metadata section)")
+        tag, n = section[pos:pos + 4], struct.unpack_from("<I", section, pos + 4)[0]
+        pos += 8
+        if pos + n > len(section) or tag in seen:
+            raise FormatError("corrupt .lic file (metadata section)")
+        seen.add(tag)
+        if tag in keys:
+            out[keys[tag]] = bytes(section[pos:pos + n])
+        pos += n
+    return out
 
 
 def _preamble(data: bytes, size: int) -> int:
@@ -205,8 +256,16 @@ def read_header(data: bytes, size: int | None = None) -> tuple[LicFile, list[int
         raise FormatError("corrupt .lic header (stream table)")
     lengths = list(struct.unpack_from(f"<{k}I", data, pos))
     pos += 4 * k
+    meta = 0
+    if data[4] >= METADATA_VERSION:
+        if size < pos + 4 + 4:
+            raise FormatError("truncated .lic file")
+        meta = struct.unpack_from("<I", data, pos)[0]
+        pos += 4
+        if meta > MAX_METADATA:
+            raise FormatError(f"corrupt .lic header ({meta} bytes of metadata, more than {MAX_METADATA})")
     total = sum(lengths)
-    if pos + total + 4 != size:
+    if pos + total + meta + 4 != size:
         raise FormatError("corrupt .lic file (stream lengths do not match the file size)")
     if total > max_payload(h, w, k):
         raise FormatError(f"corrupt .lic file ({total} bytes of streams, more than a {w}x{h} image can need: "
@@ -225,4 +284,6 @@ def unpack(data) -> LicFile:
     for ln in lengths:
         f.streams.append(data[pos : pos + ln])
         pos += ln
+    if f.version >= METADATA_VERSION:
+        f.metadata = unpack_metadata(data[pos:-4])
     return f

@@ -66,7 +66,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .errors import LicodecError
-from .format import MAX_PIXELS, MAX_SIDE
+from .format import MAX_PIXELS, MAX_SIDE, METADATA_VERSION
 from .registry import ConfigError, UnknownModelError
 from .weights import WeightsError
 
@@ -160,9 +160,14 @@ def layout(data: bytes) -> Layout:
     f["stream_lengths"] = (table, 4 * k)
     lengths = struct.unpack_from(f"<{k}I", data, table)
     pos, streams = table + 4 * k, []
+    if data[4] >= METADATA_VERSION:  # the metadata length, then the streams, then the metadata
+        f["metadata_len"] = (pos, 4)
+        pos += 4
     for ln in lengths:
         streams.append((pos, ln))
         pos += ln
+    if "metadata_len" in f:
+        f["metadata"] = (pos, len(data) - 4 - pos)
     f["crc"] = (len(data) - 4, 4)
     return Layout(f, streams, p + 26)
 
@@ -193,11 +198,16 @@ def _u8(rng, orig: int) -> int:
 
 
 def _rebuild(data: bytes, lay: Layout, streams: list[bytes], k: int | None = None) -> bytes:
-    """The file with another stream list (consistent k and length table), old trailing CRC."""
+    """The file with another stream list (consistent k and length table; metadata kept), old
+    trailing CRC."""
     head = data[: lay.k_offset]
     k = len(streams) if k is None else k
     table = b"".join(struct.pack("<I", len(s)) for s in streams)
-    return head + bytes([k % 256]) + table + b"".join(streams) + data[-4:]
+    meta_len = meta = b""
+    if "metadata_len" in lay.fields:
+        (lo, ln), (mo, mn) = lay.fields["metadata_len"], lay.fields["metadata"]
+        meta_len, meta = data[lo : lo + ln], data[mo : mo + mn]
+    return head + bytes([k % 256]) + table + meta_len + b"".join(streams) + meta + data[-4:]
 
 
 def _streams(data: bytes, lay: Layout) -> list[bytes]:
@@ -218,7 +228,7 @@ class Mutator:
     )
     HEADER_FIELDS: ClassVar[tuple[str, ...]] = (
         "magic", "version", "flags", "name_len", "name", "fingerprint", "quality", "height", "width",
-        "size_pair", "channels", "bit_depth", "latent_crc", "k", "stream_lengths",
+        "size_pair", "channels", "bit_depth", "latent_crc", "k", "stream_lengths", "metadata_len",
     )
 
     def __init__(self, seeds: Sequence[bytes], seed: int = 0, crc_fix: float = 0.75,
@@ -344,6 +354,8 @@ class Mutator:
 
     def _header(self, rng, buf: bytearray, lay: Layout) -> tuple[bytes, str, str]:
         name = str(rng.choice(self.HEADER_FIELDS))
+        if name not in lay.fields:  # metadata_len of a seed older than version 4
+            name = "stream_lengths"
         kind = f"header.{name}"
         if name == "size_pair":
             hoff = lay.fields["height"][0]

@@ -8,6 +8,10 @@
   refused unless ``ignore_alpha`` (then it is dropped). licodec codes colour only.
 - 16-bit samples: reduced to 8 bits (the codec works at 8 bits per channel).
 - EXIF orientation is applied, so the decoded image looks as the photo did in a viewer.
+- Metadata (`LoadedImage.metadata`, carried in the ``.lic`` file and written back by `save_image`):
+  the ICC colour profile, when it describes the coded colour space (RGB, or gray for a grayscale
+  image; a CMYK or Lab profile no longer applies once the pixels are converted, and is dropped with
+  a note), and the Exif block (without the orientation tag, which is applied). XMP is not carried.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class LoadedImage:
     rgb: np.ndarray  # (H, W, 3) uint8
     channels: int  # 1 if the source was grayscale, else 3
     notes: list[str] = field(default_factory=list)
+    metadata: dict[str, bytes] = field(default_factory=dict)  # "icc", "exif": see the module docstring
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -44,22 +49,25 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.round(arr.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)  # 16-bit -> 8-bit
 
 
-def read_image(path, ignore_alpha: bool = False) -> LoadedImage:
+def read_image(path, ignore_alpha: bool = False, name: str | None = None) -> LoadedImage:
+    """The image at ``path`` as the codec takes it; ImageError (one line, naming the file as ``name``,
+    default the path: e.g. "<stdin>" for a temporary copy of standard input) if it cannot."""
     path = Path(path)
+    label = name or str(path)
     try:
         im = Image.open(path)
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
+        raise ImageError(f"{label}: no such file") from None
     except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory") from None
+        raise ImageError(f"{label}: is a directory") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ImageError(f"{path}: not a readable image ({type(e).__name__})") from None
+        raise ImageError(f"{label}: not a readable image ({type(e).__name__})") from None
     with im:
         w, h = im.size
         try:
             check_size(h, w)
         except FormatError as e:
-            raise ImageError(f"{path}: {e}") from None
+            raise ImageError(f"{label}: {e}") from None
         notes: list[str] = []
         try:
             with warnings.catch_warnings():
@@ -67,7 +75,8 @@ def read_image(path, ignore_alpha: bool = False) -> LoadedImage:
                 im.load()
                 im = ImageOps.exif_transpose(im)
         except Exception as e:  # truncated/corrupt pixel data
-            raise ImageError(f"{path}: could not decode the image data ({e})") from None
+            raise ImageError(f"{label}: could not decode the image data ({e})") from None
+        metadata = _metadata(im, notes)
         mode = im.mode
         if mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -76,7 +85,7 @@ def read_image(path, ignore_alpha: bool = False) -> LoadedImage:
             alpha = np.asarray(im.getchannel("A"))
             if alpha.min() < 255 and not ignore_alpha:
                 raise ImageError(
-                    f"{path}: image has a transparent alpha channel; licodec codes colour only "
+                    f"{label}: image has a transparent alpha channel; licodec codes colour only "
                     "(flatten it first, or pass --ignore-alpha to drop the alpha)"
                 )
             if alpha.min() < 255:
@@ -93,7 +102,57 @@ def read_image(path, ignore_alpha: bool = False) -> LoadedImage:
             if mode != "RGB":
                 im = im.convert("RGB")
             rgb = np.asarray(im)
-    return LoadedImage(np.ascontiguousarray(rgb, dtype=np.uint8), 1 if gray else 3, notes)
+    if gray and metadata.get("icc", b"")[16:20] == b"RGB ":  # an RGB profile on gray pixels: keep it RGB
+        gray = False
+    return LoadedImage(np.ascontiguousarray(rgb, dtype=np.uint8), 1 if gray else 3, notes, metadata)
+
+
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def _metadata(im: Image.Image, notes: list[str]) -> dict[str, bytes]:
+    """The ICC profile that still describes the pixels once they are RGB or gray, and the Exif block
+    without its orientation (already applied by `ImageOps.exif_transpose`)."""
+    out: dict[str, bytes] = {}
+    icc = im.info.get("icc_profile") or b""
+    if icc:
+        space = icc[16:20]
+        gray_source = im.mode in _GRAY_MODES
+        if space == b"RGB " or (space == b"GRAY" and gray_source):
+            out["icc"] = bytes(icc)
+        else:
+            name = space.decode("latin-1").strip() or "unknown"
+            notes.append(f"{name} ICC profile dropped (converted to RGB without colour management)")
+    try:
+        exif = im.getexif()
+        exif.pop(0x0112, None)
+        if len(exif):
+            raw = exif.tobytes()
+            out["exif"] = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+    except Exception:  # noqa: BLE001 - a malformed Exif block is left out, the pixels still code
+        notes.append("unreadable Exif block dropped")
+    return out
+
+
+# what each output type carries: ICC profile and Exif (Pillow's writers)
+_CARRIES = {"PNG": ("icc", "exif"), "TIFF": ("icc", "exif"), "PPM": (), "BMP": ()}
+
+
+def save_image(im: Image.Image, dest, fmt: str, metadata: dict[str, bytes] | None = None) -> list[str]:
+    """Write ``im`` as ``fmt`` to a path or binary file, with the metadata the format can carry;
+    returns a note for what it cannot (e.g. a PPM has no place for an ICC profile)."""
+    metadata = metadata or {}
+    carried = _CARRIES.get(fmt, ())
+    kwargs = {}
+    if "icc" in metadata and "icc" in carried:
+        kwargs["icc_profile"] = metadata["icc"]
+    if "exif" in metadata and "exif" in carried:
+        kwargs["exif"] = metadata["exif"]
+    im.save(dest, format=fmt, **kwargs)
+    lost = [k for k in ("icc", "exif") if k in metadata and k not in carried]
+    names = {"icc": "ICC profile", "exif": "Exif"}
+    return [f"{' and '.join(names[k] for k in lost)} not written ({fmt} cannot carry {'it' if len(lost) == 1 else 'them'})"] \
+        if lost else []
 
 
 def to_output(rgb: np.ndarray, channels: int) -> Image.Image:

@@ -225,3 +225,14 @@ def test_large_image_peak_memory_is_bounded():
     tiled_mib = _coding_mib(1024, 3000, 2000)
     untiled_mib = _coding_mib(0, 3000, 2000)
     assert tiled_mib < 700 < untiled_mib, (tiled_mib, untiled_mib)
+
+
+def test_tiled_transforms_report_their_progress():
+    from licodec.progress import reporting
+
+    model = tiny_model("mbt2018-mean")
+    model.tile = 64
+    seen = []
+    with torch.no_grad(), reporting(lambda *a: seen.append(a)):
+        model.analysis(torch.rand(1, 3, 128, 192), None)
+    assert [s for s in seen if s[0] == "analysis"] == [("analysis", i, 6) for i in range(7)]

@@ -184,7 +184,8 @@ class CompressionModel(nn.Module):
         x: float in [0, 1], or uint8 (read as x/255); H, W multiples of 16. Tiled when `tile` says so."""
         s = self.analysis_stride
         if self._tiling(*x.shape[-2:]):
-            y = tiled(self.g_a, x, self._tile, self.tile_margins()[0], Fraction(1, s), prep=_as_float)
+            y = tiled(self.g_a, x, self._tile, self.tile_margins()[0], Fraction(1, s), prep=_as_float,
+                      stage="analysis")
         else:
             y = self.transform(self.g_a, _as_float(x))
         return y if q is None else y * self.gain.gain(q)
@@ -201,7 +202,8 @@ class CompressionModel(nn.Module):
         s = self.analysis_stride
         post = None if out is None else _clamp_to(out.dtype)
         if self._tiling(s * y_hat.shape[-2], s * y_hat.shape[-1]):
-            return tiled(self.g_s, y_hat, self._tile // s, self.tile_margins()[1], s, out=out, post=post)
+            return tiled(self.g_s, y_hat, self._tile // s, self.tile_margins()[1], s, out=out, post=post,
+                         stage="synthesis")
         x_hat = self.transform(self.g_s, y_hat)
         if out is None:
             return x_hat

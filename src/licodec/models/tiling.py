@@ -35,6 +35,8 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from ..progress import report
+
 DEFAULT_TILE = 1024  # pixels; the codec's default (`licodec.codec.Codec`, CLI ``--tile``)
 TILE_MULTIPLE = 64  # tile sizes are multiples of the models' total stride (g_a ∘ h_a)
 
@@ -56,7 +58,7 @@ def _splits(n: int, tile: int, align: int) -> list[tuple[int, int]]:
 
 def tiled(f: Callable[[Tensor], Tensor], x: Tensor, tile: int, margin: int, scale, *,
           out: Optional[Tensor] = None, prep: Optional[Callable[[Tensor], Tensor]] = None,
-          post: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+          post: Optional[Callable[[Tensor], Tensor]] = None, stage: str = "") -> Tensor:
     """``f(x)`` computed on tiles of ``tile`` x ``tile`` input positions with ``margin`` around each.
 
     x: (B,C,H,W), any dtype (``prep`` turns each input tile into what ``f`` takes, e.g. uint8 ->
@@ -67,7 +69,7 @@ def tiled(f: Callable[[Tensor], Tensor], x: Tensor, tile: int, margin: int, scal
     permuted view of an HWC uint8 image): the output is written into it, cropped to its size, and
     tiles that lie wholly outside are skipped; None: allocated like f's first output tile.
     post: applied to each kept output region before it is written (e.g. clamp + quantize).
-    Returns ``out``.
+    stage: named in the progress reports, one per tile (`licodec.progress`). Returns ``out``.
     """
     scale = Fraction(scale)
     down = scale.denominator  # input positions per output position (1 when upsampling)
@@ -77,8 +79,12 @@ def tiled(f: Callable[[Tensor], Tensor], x: Tensor, tile: int, margin: int, scal
     Ho, Wo = int(H * scale), int(W * scale)
     if out is not None and (out.shape[-2] > Ho or out.shape[-1] > Wo):
         raise ValueError(f"out {tuple(out.shape)} is larger than the output {Ho}x{Wo}")
-    for top, bottom in _splits(H, tile, down):
-        for left, right in _splits(W, tile, down):
+    rows, cols = _splits(H, tile, down), _splits(W, tile, down)
+    done = 0
+    for top, bottom in rows:
+        for left, right in cols:
+            done += 1
+            report(stage, done - 1, len(rows) * len(cols))
             # output region written by this tile, cropped to out
             o_top, o_left = int(top * scale), int(left * scale)
             o_bottom, o_right = int(bottom * scale), int(right * scale)
@@ -99,6 +105,7 @@ def tiled(f: Callable[[Tensor], Tensor], x: Tensor, tile: int, margin: int, scal
                 out = torch.empty((B, keep.shape[1], Ho, Wo), dtype=keep.dtype, device=keep.device)
             out[..., o_top:o_bottom, o_left:o_right] = keep
             del xt, yt, keep
+    report(stage, len(rows) * len(cols), len(rows) * len(cols))
     return out
 
 
