@@ -1,8 +1,8 @@
 """Edited ``.lic`` headers behind a recomputed file CRC: every case must fail.
 
 The file CRC cannot tell an edited or mis-written header from a good one once it is recomputed; in
-format version 3 the latent check covers the header fields the decoder depends on
-(`licodec.format.header_crc`). This fuzzer edits 1-3 of them in valid version 3 files — the
+format versions 3 and 4 the latent check covers the header fields the decoder depends on
+(`licodec.format.header_crc`). This fuzzer edits 1-3 of them in valid version 3 or 4 files — the
 quality (another level, one float32 ulp, boundary values, random bits), the height and width
 (alone, together, and within the same 64-pixel padding, so that the latents keep their shape), the
 channel count, the bit depth, the version, the model name and the fingerprint — recomputes the file
@@ -10,7 +10,7 @@ CRC and decodes through the user's path (`licodec.fuzz.default_decode`). Outcome
 `licodec.fuzz`, except that a case that decodes is a failure: an edited header must not give an
 image. A share of the cases (``cli_share``) also runs ``licodec decompress`` (`licodec.fuzz.check_cli`).
 
-    summary = run_header_fuzz(seeds, cases=2000)     # seeds: [licodec.fuzz.Seed] of version 3 files
+    summary = run_header_fuzz(seeds, cases=2000)     # seeds: [licodec.fuzz.Seed] of version >= 3 files
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class HeaderEditor:
             return bytes(buf), f"{w}x{h} -> {nw}x{nh}"
         if name in ("channels", "bit_depth", "version"):
             off = lay.fields[name][0]
-            pool = {"channels": (1, 3, 0, 2, 4, 255), "bit_depth": (7, 16, 0, 255), "version": (1, 2, 1, 2, 0, 4)}[name]
+            pool = {"channels": (1, 3, 0, 2, 4, 255), "bit_depth": (7, 16, 0, 255), "version": (1, 2, 3, 1, 2, 3, 4, 0, 5)}[name]
             v = int(rng.choice([x for x in pool if x != buf[off]]))
             was, buf[off] = buf[off], v
             return bytes(buf), f"{was} -> {v}"
