@@ -116,6 +116,9 @@ def test_help_defaults_agree_with_the_code():
 
     assert (defaults.DEFAULT_MODEL, defaults.DEFAULT_QUALITY) == (codec.DEFAULT_MODEL, codec.DEFAULT_QUALITY)
     assert defaults.DEFAULT_TILE == tiling.DEFAULT_TILE
+    from licodec.models import refine
+
+    assert defaults.MAX_EFFORT == refine.MAX_EFFORT
 
 
 # --- item 4: SIGTERM and output paths checked first --------------------------------------------
@@ -249,3 +252,12 @@ def test_progress_bar_on_a_terminal_only(tmp_path, tiny_weights):
     r = subprocess.run([*args, "-o", str(tmp_path / "b.lic")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stderr == "", r.stderr  # not a terminal: no bar
     assert (tmp_path / "a.lic").read_bytes() == (tmp_path / "b.lic").read_bytes()
+
+
+def test_effort_flag(work, tiny_weights):
+    r = run("compress", work / "photo.png", "--weights", tiny_weights, "--effort", "9")
+    assert r.returncode == 2 and "expected an integer in 0..4 or max" in r.stderr and "Traceback" not in r.stderr
+    Image.open(work / "photo.png").crop((0, 0, 96, 64)).save(work / "small.png")
+    r = run("compress", work / "small.png", "--weights", tiny_weights, "--effort", "max")
+    assert r.returncode == 0, r.stderr
+    assert run("decompress", work / "small.lic", "--weights", tiny_weights).returncode == 0

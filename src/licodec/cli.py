@@ -232,12 +232,12 @@ def _compress_path(a, name: str, inp: Path) -> int:
     # the output is checked before loading anything: fail fast
     out = "<stdout>" if to_stdout else _out_path(inp, a.output, ".lic", a.force)
     if a.weights:
-        codec = Codec.from_weights(a.weights, a.device, a.quality, a.tile)
+        codec = Codec.from_weights(a.weights, a.device, a.quality, a.tile, a.effort)
         if a.model is not None and codec.model.name != a.model:
             raise _Fail(f"{a.weights} holds {codec.model.name} weights, not {a.model}")
     else:
         codec = Codec.pretrained(a.model or DEFAULT_MODEL, DEFAULT_QUALITY if a.quality is None else a.quality,
-                                 a.device, a.tile)
+                                 a.device, a.tile, a.effort)
     img = read_image(inp, ignore_alpha=a.ignore_alpha, name="<stdin>" if name == STDIO else None)
     t0 = time.perf_counter()
     metadata = {} if a.strip else img.metadata
@@ -337,6 +337,15 @@ def cmd_models(a) -> int:
                 f" (fixed-rate {fixed} kept to decode older files)" if fixed else "")
         flag = " (default)" if name == DEFAULT_MODEL else ""
         print(f"{name}{flag}\n    {doc}\n    shipped weights: {qs or 'none (train with `licodec train`)'}")
+    from .weights import user_weight_files, user_weights_dir
+
+    mine = user_weight_files()
+    print(f"\nuser weights in {user_weights_dir()} (imported with `licodec import`, or your own): "
+          f"{'' if mine else 'none'}")
+    for path, meta in mine:
+        extra = json.loads(meta.get("extra") or "{}")
+        src = f", from {extra['source']} {extra.get('source_file', '')}".rstrip() if "source" in extra else ""
+        print(f"    {path.name}: {meta.get('model')}, quality {meta.get('quality')}{src}")
     return 0
 
 
@@ -408,6 +417,20 @@ def _tile(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _effort(text: str) -> int:
+    from .defaults import MAX_EFFORT
+
+    if text.strip().lower() == "max":
+        return MAX_EFFORT
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_EFFORT:
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_EFFORT} or max, got {text!r}")
+    return value
+
+
 class _DefaultsFormatter(argparse.HelpFormatter):
     """Help that shows each option's default (not None/False/empty, nor twice)."""
 
@@ -451,6 +474,10 @@ def build_parser(args_files: bool = False, with_train: bool = True) -> argparse.
                    help=f"quality 1..8, higher: more bits (default {DEFAULT_QUALITY:g}); variable-rate weights take "
                         "any value in between, e.g. 3.5; fixed-rate weights only the ones shipped")
     c.add_argument("--ignore-alpha", action="store_true", help="drop a transparent alpha channel instead of refusing")
+    c.add_argument("--effort", type=_effort, default=0, metavar="N",
+                   help="encoder effort 0..4 or max: refine the latents of each image against the decoder "
+                        "for fewer bits at the same quality, at more encoding time (default 0: none); "
+                        "the file decodes as any other")
     c.add_argument("--strip", action="store_true",
                    help="leave the ICC colour profile and the Exif block out of the .lic file (default: carry them)")
     common(c, "use this weight file instead of the shipped weights")
@@ -496,6 +523,12 @@ def build_parser(args_files: bool = False, with_train: bool = True) -> argparse.
     be = sub.add_parser("bench", help="latency, parameters, FLOPs and peak memory of learned models")
     evaluation_cli.add_bench_arguments(be)
     be.set_defaults(func=evaluation_cli.run_bench)
+
+    from .importers import cli as importers_cli  # argparse only; the handler imports torch
+
+    im = sub.add_parser("import", help="convert CompressAI or official CCA checkpoints into licodec weights")
+    importers_cli.add_import_arguments(im)
+    im.set_defaults(func=importers_cli.run_import)
 
     t = sub.add_parser("train", help="train a model (RD loss λ·255²·MSE + bpp)",
                        formatter_class=_DefaultsFormatter)

@@ -8,6 +8,10 @@
 Fixed-rate weights code at the quality they were trained for; variable-rate weights at any
 quality in their range (``Codec.pretrained(name, 3.5)``), which the file header records.
 
+Encoder effort (``Codec.pretrained(name, 3, effort=2)``, 0..4 or "max"): the encoder refines each
+image's latents against the fixed decoder before coding them (`licodec.models.refine`): fewer
+bits at the same quality for more encoding time; files decode as any other.
+
 Large images: the transforms run tile by tile on images larger than ``tile`` pixels (default
 1024; ``tile=0``: never; `licodec.models.tiling`), the input is converted to float and the
 output to uint8 tile by tile, so that peak memory grows with the image only through the uint8
@@ -40,6 +44,7 @@ from .errors import FormatError, ImageError, LicodecError
 from .format import (HEADER_BINDING, MAX_METADATA, METADATA_TAGS, METADATA_VERSION, VERSION as FORMAT_VERSION,
                      LicFile, check_size, latent_check, max_payload, pack, unpack)
 from .models.base import LatentMismatchError
+from .models.refine import check_effort
 from .models.tiling import DEFAULT_TILE, check_tile
 from .entropy.coder import CodingError
 from .entropy.exact import InexactOperationError
@@ -129,8 +134,13 @@ class Codec:
     """A model with its weights, at one quality: the trained one of fixed-rate weights, or the
     chosen one (any value in 1..rate_levels) of variable-rate weights."""
 
-    def __init__(self, model, info: dict, quality: float | None = None, tile: int = DEFAULT_TILE):
+    def __init__(self, model, info: dict, quality: float | None = None, tile: int = DEFAULT_TILE,
+                 effort: int | str = 0):
         self.model, self.info = model, info
+        try:
+            self.effort = check_effort(effort)  # encoder effort: 0 (none) .. MAX_EFFORT (`licodec.models.refine`)
+        except ValueError as e:
+            raise LicodecError(str(e)) from None
         try:
             self.tile = check_tile(tile)  # pixels, or 0: never tile the transforms
         except (TypeError, ValueError) as e:
@@ -149,13 +159,14 @@ class Codec:
 
     @classmethod
     def pretrained(cls, name: str = DEFAULT_MODEL, quality: float = DEFAULT_QUALITY, device: str = "cpu",
-                   tile: int = DEFAULT_TILE) -> Codec:
-        return cls.from_weights(find_weights(name, _number(quality, "quality")), device, quality, tile)
+                   tile: int = DEFAULT_TILE, effort: int | str = 0) -> Codec:
+        return cls.from_weights(find_weights(name, _number(quality, "quality")), device, quality, tile, effort)
 
     @classmethod
-    def from_weights(cls, path, device: str = "cpu", quality: float | None = None, tile: int = DEFAULT_TILE) -> Codec:
+    def from_weights(cls, path, device: str = "cpu", quality: float | None = None, tile: int = DEFAULT_TILE,
+                     effort: int | str = 0) -> Codec:
         model, info = _load(str(path), str(resolve_device(device)))
-        return cls(model, info, quality, tile)
+        return cls(model, info, quality, tile, effort)
 
     @contextmanager
     def _tiling(self):
@@ -187,7 +198,8 @@ class Codec:
             raise ImageError(str(e)) from None
         try:
             with self._tiling():
-                enc = self.model.compress(to_uint8_tensor(rgb, self.model.device), self.quality, exact=version >= 2)
+                enc = self.model.compress(to_uint8_tensor(rgb, self.model.device), self.quality, exact=version >= 2,
+                                          effort=self.effort)
         except (CodingError, InexactOperationError) as e:
             raise WeightsError(f"{self.info.get('path', 'these weights')}: cannot code with these weights ({e})") from None
         if sum(map(len, enc.streams)) > max_payload(h, w, len(enc.streams)):

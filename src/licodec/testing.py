@@ -26,6 +26,11 @@ TINY_CONFIGS = {
     "lee2019-ctx-hybrid": {**TINY, "M2": 8},
     "he2021-checkerboard": TINY,
     "han2024-cca": TINY_CCA,
+    # weights imported from CompressAI and the CCA authors (`licodec.models.imported`)
+    "compressai-bmshj2018-hyperprior": TINY,
+    "compressai-mbt2018-mean": TINY,
+    "compressai-mbt2018": TINY,
+    "han2024-cca-official": TINY_CCA,
 }
 
 

@@ -247,4 +247,36 @@ def find_weights(model: str, quality: float) -> Path:
 
 
 def find_by_fingerprint(model: str, fp: bytes) -> Path | None:
-    return next((w.path for w in _shipped() if w.model == model and w.fingerprint == fp.hex()), None)
+    """The weight file with this model name and fingerprint: a shipped one, else one in the user's
+    weight folder (`user_weights_dir`, where `licodec import` writes)."""
+    shipped = next((w.path for w in _shipped() if w.model == model and w.fingerprint == fp.hex()), None)
+    if shipped is not None:
+        return shipped
+    return next((p for p, meta in user_weight_files()
+                 if meta.get("model") == model and meta.get("fingerprint") == fp.hex()), None)
+
+
+ENV_WEIGHTS_DIR = "LICODEC_WEIGHTS_DIR"
+
+
+def user_weights_dir() -> Path:
+    """The folder of the user's own (imported) weight files: ``$LICODEC_WEIGHTS_DIR``, else
+    ``$XDG_DATA_HOME/licodec/weights``, else ``~/.local/share/licodec/weights``."""
+    env = os.environ.get(ENV_WEIGHTS_DIR)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "licodec" / "weights"
+
+
+def user_weight_files() -> list[tuple[Path, dict]]:
+    """(path, metadata) of every readable licodec weight file in `user_weights_dir` (others skipped)."""
+    d = user_weights_dir()
+    out = []
+    for p in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
+        try:
+            out.append((p, read_metadata(p)))
+        except WeightsError:
+            continue
+    return out
+

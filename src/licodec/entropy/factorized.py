@@ -16,6 +16,7 @@ the same weights) whenever `compress`/`decompress` needs them. z is rounded to i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ class FactorizedPrior(nn.Module):
     def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
         super().__init__()
         self.channels = channels
+        self.soft_round: Callable[[Tensor], Tensor] | None = None  # eval mode: stands in for rounding (encoder effort)
         dims = (1, *filters, 1)
         scale = init_scale ** (1.0 / (len(dims) - 1))
         self.matrices = nn.ParameterList()
@@ -65,6 +67,8 @@ class FactorizedPrior(nn.Module):
         """z: (B, C, h, w) -> (ẑ for h_s, likelihoods (B, C, h, w))."""
         if self.training:
             z_rate, z_hat = quantize(z, "noise"), quantize(z, "ste")
+        elif self.soft_round is not None:  # encoder effort (`licodec.models.refine`)
+            z_rate = z_hat = self.soft_round(z)
         else:
             z_rate = z_hat = quantize(z, "round")
         b, c, h, w = z.shape

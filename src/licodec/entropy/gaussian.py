@@ -23,6 +23,7 @@ float64 constants computed on the CPU (see `licodec.entropy.coder`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -125,10 +126,16 @@ class GaussianConditional(nn.Module):
     def __init__(self, round_around_mean: bool = True) -> None:
         super().__init__()
         self.round_around_mean = round_around_mean
+        # eval mode: a differentiable stand-in for rounding, v -> ŷ (offset removed), used for ŷ and
+        # for the rate (encoder effort, `licodec.models.refine`); None: round
+        self.soft_round: Callable[[Tensor], Tensor] | None = None
 
     def quantize(self, y: Tensor, mu: Tensor | None = None) -> Tensor:
-        """ŷ for the synthesis/context path: straight-through rounding in training, rounding otherwise."""
+        """ŷ for the synthesis/context path: straight-through rounding in training, ``soft_round``
+        when set, rounding otherwise."""
         offset = mu if self.round_around_mean else None
+        if self.soft_round is not None and not self.training:
+            return self.soft_round(y - offset) + offset if offset is not None else self.soft_round(y)
         return quantize(y, "ste" if self.training else "round", offset)
 
     def forward(self, y: Tensor, mu: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:

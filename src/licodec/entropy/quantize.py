@@ -32,6 +32,20 @@ def quantize(v: Tensor, mode: str, offset: Tensor | None = None) -> Tensor:
     return q + offset if offset is not None else q
 
 
+def sga_round(v: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:
+    """Stochastic Gumbel annealing (Yang et al. 2020, "Improving inference for neural image
+    compression", §3.3): a relaxed sample between ⌊v⌋ and ⌈v⌉, with probabilities
+    ∝ exp(−atanh(v − ⌊v⌋)/τ) and ∝ exp(−atanh(⌈v⌉ − v)/τ), differentiable in v; as τ → 0 it
+    becomes rounding. ``generator``: the Gumbel noise's source (a seeded one: reproducible)."""
+    lo = torch.floor(v).detach()
+    eps = 1e-5
+    r = (v - lo).clamp(eps, 1 - eps)  # (…): the distance to ⌊v⌋, in (0, 1)
+    logits = torch.stack([-torch.atanh(r), -torch.atanh(1 - r)], dim=-1) / tau  # (…, 2): ⌊v⌋, ⌈v⌉
+    u = torch.rand(logits.shape, generator=generator, dtype=v.dtype, device=v.device).clamp_(1e-10, 1 - 1e-10)
+    w = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)  # relaxed one-hot (Gumbel-softmax)
+    return lo + w[..., 1]
+
+
 class LowerBound(torch.autograd.Function):
     """max(x, bound) whose gradient still flows where it pushes x upward (Ballé et al. 2018)."""
 

@@ -86,22 +86,42 @@ class HyperpriorModel(CompressionModel):
     def forward(self, x: Tensor, quality=None) -> dict:
         """x: (B,3,H,W) in [0,1]; sizes that are not multiples of 64 are padded as in `compress`.
         quality: a number or a (B,) tensor (one per image), for variable-rate models."""
-        h, w = x.shape[-2:]
         q = self.quality_tensor(quality, x.shape[0], x.device)
         y = self.analysis(pad_to(x, self.downsample), q)
-        z = self.h_a(y)
+        return self.forward_latents(y, self.h_a(y), q, x.shape[-2:])
+
+    def forward_latents(self, y: Tensor, z: Tensor, q: Tensor | None, hw: tuple[int, int]) -> dict:
+        """The part of `forward` after the analysis transforms, from y (B,M,h,w) and z (B,N,h/4,w/4):
+        also what the encoder-effort refinement differentiates (`licodec.models.refine`). q: the
+        quality tensor (`quality_tensor`); hw: the image size x̂ is cropped to."""
         z_hat, z_lik = self.entropy_bottleneck(z)
         psi = self.h_s(z_hat)
         y_hat, y_lik = self.y_forward(y, psi)
-        x_hat = self.synthesis(y_hat, q)[..., :h, :w]
+        x_hat = self.synthesis(y_hat, q)[..., : hw[0], : hw[1]]
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}, "y_hat": y_hat, "z_hat": z_hat,
                 "y": y, "psi": psi}
 
     @torch.no_grad()
-    def compress(self, x: Tensor, quality=None, exact: bool = True) -> Encoded:
+    def analysis_latents(self, x: Tensor, quality=None) -> tuple[Tensor, Tensor]:
+        """(y, z) of x as `compress` codes them: y = g_a(x)·γ(q) of x padded to `downsample`, z = h_a(y)."""
         with coding_threads():  # the symbols must not depend on the thread count
             y = self.analysis(pad_to(x, self.downsample), self.quality_tensor(quality, x.shape[0], x.device))
-            z = self.h_a(y)
+            return y, self.h_a(y)
+
+    @torch.no_grad()
+    def compress(self, x: Tensor, quality=None, exact: bool = True, effort: int = 0) -> Encoded:
+        """``effort`` > 0: refine the latents for this image first (`licodec.models.refine`)."""
+        y, z = self.analysis_latents(x, quality)
+        if effort:
+            from .refine import refine_and_choose
+
+            return refine_and_choose(self, x, quality, y, z, effort, exact)
+        return self.compress_latents(y, z, exact)
+
+    @torch.no_grad()
+    def compress_latents(self, y: Tensor, z: Tensor, exact: bool = True) -> Encoded:
+        """Entropy-code given latents: ẑ = round(z) and ŷ (rounded as the context model does)."""
+        with coding_threads():
             enc_z, enc_y = RangeEncoder(), RangeEncoder()
             z_hat = self.entropy_bottleneck.compress(enc_z, z, self.entropy_bottleneck.tables())
         with parameter_arithmetic(exact):  # the entropy parameters, as the decoder will compute them
