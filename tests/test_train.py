@@ -60,6 +60,20 @@ def test_resume_continues_exactly(tmp_path, train_images, setup):
         assert "val_psnr_q8" in log_rows(tmp_path / "a" / "log.csv")[0]
 
 
+def test_bf16_moments_halve_the_state_and_resume(tmp_path, train_images):
+    train.run(_args(tmp_path, "f", 4, stop_at=2))
+    train.run(_args(tmp_path, "h", 4, stop_at=2, extra=("--state-moments", "bf16")))
+    full, half = load_file(tmp_path / "f" / train.CKPT), load_file(tmp_path / "h" / train.CKPT)
+    moments = [k for k in full if k.endswith((".exp_avg", ".exp_avg_sq"))]
+    assert moments and all(half[k].dtype == torch.bfloat16 and full[k].dtype == torch.float32 for k in moments)
+    assert all(torch.equal(full[k], half[k]) for k in full if k not in moments)  # weights, step, RNG: exact
+    assert all(torch.equal(full[k].to(torch.bfloat16), half[k]) for k in moments)
+    assert (tmp_path / "h" / train.CKPT).stat().st_size < (tmp_path / "f" / train.CKPT).stat().st_size
+    train.run(_args(tmp_path, "h", 4, resume=True, extra=("--state-moments", "bf16")))
+    rows = log_rows(tmp_path / "h" / "log.csv")
+    assert [r[0] for r in rows[1:]] == ["2", "4"] and all(math.isfinite(float(c)) for c in rows[-1][1:4])
+
+
 def test_random_mask_and_warm_start_from_another_model(tmp_path, train_images):
     from conftest import tiny_model
     from licodec.weights import save_weights

@@ -84,6 +84,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start a new run in an OUT that holds one (its checkpoint and log are replaced), or "
                         "--resume from scratch when OUT has no checkpoint")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    p.add_argument("--state-moments", choices=("fp32", "bf16"), default="fp32",
+                   help="dtype of Adam's moments in checkpoint.safetensors: bf16 halves their size (a run state "
+                        "committed to git); a resume reads them back as float32")
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--log-every", type=int, default=50, help="steps between rows of log.csv (validation steps always get a row)")
     p.add_argument("--seed", type=int, default=0)
@@ -129,13 +132,17 @@ def _rng_state(sampler_state: torch.Tensor, device=None) -> tuple[torch.Tensor, 
 
 
 def save_checkpoint(path: Path, model, opt, step: int, rng: list, args: dict, best: float,
-                    write: bool = True, clock: dict | None = None) -> None:
+                    write: bool = True, clock: dict | None = None, moments: str = "fp32") -> None:
     """Model, Adam moments and the RNG states of every rank (``rng``: one `_rng_state` per rank),
-    in one safetensors file written atomically (a kill mid-write leaves the previous one)."""
+    in one safetensors file written atomically (a kill mid-write leaves the previous one).
+    ``moments="bf16"``: Adam's exp_avg / exp_avg_sq stored as bfloat16 (`Optimizer.load_state_dict`
+    casts them back to the parameters' float32 on resume); weights and RNG states stay exact."""
     if not write:
         return
     tensors = {f"model.{k}": dense(v) for k, v in model.state_dict().items()}
     ot, ometa = _optim_to_tensors(opt)
+    if moments == "bf16":
+        ot = {k: v.to(torch.bfloat16) if k.endswith((".exp_avg", ".exp_avg_sq")) else v for k, v in ot.items()}
     tensors.update({k: dense(v) for k, v in ot.items()})
     for r, (torch_state, sampler_state, *cuda_state) in enumerate(rng):
         tensors[f"rng.{r}.torch"] = torch_state
@@ -501,7 +508,7 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
             if dd.agree(time.monotonic() - last_ckpt > args.checkpoint_minutes * 60 or step == stop
                         or stop_signal.received is not None or budget_done):
                 save_checkpoint(ckpt, model, opt, step, dd.gather(_rng_state(sampler_state, dd.device)), vars_, best,
-                                write=dd.main, clock=clock())
+                                write=dd.main, clock=clock(), moments=args.state_moments)
                 last_ckpt = time.monotonic()
             if stop_signal.received is not None:
                 raise TrainingInterrupted(f"{stop_signal.received} at step {step}: checkpoint written to {ckpt}; "
