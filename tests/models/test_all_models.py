@@ -168,3 +168,42 @@ def test_a_latent_flipped_in_the_decoder_is_caught(name, monkeypatch):
     monkeypatch.setattr(m, "decode_latents", diverging)
     with pytest.raises(LatentMismatchError):
         m.decompress(enc.streams, (64, 64), enc.checksum)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_real_bits_match_the_estimated_rate(name, sample_rgb):
+    """The coded streams are as long as the model's own likelihoods say (eval forward: rounded
+    latents), within the range coder's overhead: what the RD figures and the training loss count
+    is what the files cost. Random-init latents are nearly all zero, so g_a's output is scaled up
+    as far as it goes without symbols in the far tails (likelihoods at the 1e-9 floor, which the
+    coder clamps instead of paying their 30 bits: no trained model puts latents there)."""
+    x = image_tensor(sample_rgb[:128, :192])
+    for scale in (10, 6, 3, 1):
+        m = tiny_model(name)
+        with torch.no_grad():
+            m.g_a[-1].weight.mul_(scale)
+            lik = m(x)["likelihoods"]
+        if all(float((v <= 1.01e-9).float().mean()) <= 1e-3 for v in lik.values()):
+            break
+    est = sum(float(-torch.log2(v).sum()) for v in lik.values())
+    streams = m.compress(x).streams
+    real = 8 * sum(len(s) for s in streams)
+    assert est > 400, (scale, est)  # enough symbols for the comparison to mean something
+    assert abs(real - est) <= 0.05 * est + 32 * len(streams), (scale, real, est)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_lowers_the_loss(name):
+    """A few Adam steps on one batch lower its RD loss (the training step trains)."""
+    torch.manual_seed(0)
+    m = tiny_model(name).train()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(25):
+        opt.zero_grad()
+        terms = rd_loss(m(x), x, 0.01)
+        terms["loss"].backward()
+        opt.step()
+        losses.append(float(terms["loss"]))
+    assert sum(losses[-5:]) / 5 < 0.9 * sum(losses[:5]) / 5, losses

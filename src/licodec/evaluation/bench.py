@@ -262,9 +262,9 @@ def bench_table(rows: list[dict]) -> str:
     return markdown((head, body))
 
 
-def bench_command(a) -> int:
+def bench_command(a, models: list[str]) -> int:
+    """`licodec bench` with its parsed arguments ``a`` and the model names (split by the CLI)."""
     from ..codec import resolve_device
-    from .cli import _list
     from .machine import machine_info, machine_line
 
     if a.threads:
@@ -286,7 +286,7 @@ def bench_command(a) -> int:
     info = machine_info(a.device)  # before the run: the load average is the other work on the machine
     rows = []
     with tempfile.TemporaryDirectory(prefix="licodec-bench-") as tmp:
-        specs = bench_specs(_list(a.models), a.quality, a.weights, Path(tmp))
+        specs = bench_specs(models, a.quality, a.weights, Path(tmp))
         if not specs:
             raise LicodecError("nothing to benchmark")
         for spec in specs:

@@ -129,4 +129,4 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 def run_bench(a: argparse.Namespace) -> int:
     from .bench import bench_command
 
-    return bench_command(a)
+    return bench_command(a, _list(a.models))
