@@ -41,12 +41,12 @@ import numpy as np
 import torch
 
 from .errors import FormatError, ImageError, LicodecError
-from .format import (HEADER_BINDING, MAX_METADATA, METADATA_TAGS, METADATA_VERSION, VERSION as FORMAT_VERSION,
-                     LicFile, check_size, latent_check, max_payload, pack, unpack)
+from .format import (HEADER_BINDING, INTEGER_TABLES, MAX_METADATA, METADATA_TAGS, METADATA_VERSION,
+                     VERSION as FORMAT_VERSION, LicFile, check_size, latent_check, max_payload, pack, unpack)
 from .models.base import LatentMismatchError
 from .models.refine import check_effort
 from .models.tiling import DEFAULT_TILE, check_tile
-from .entropy.coder import CodingError
+from .entropy.coder import CodingError, legacy_tables
 from .entropy.exact import InexactOperationError
 from .rate import check_quality
 from .weights import WeightsError, find_by_fingerprint, find_weights, load_weights, shipped_models
@@ -197,7 +197,7 @@ class Codec:
         except FormatError as e:
             raise ImageError(str(e)) from None
         try:
-            with self._tiling():
+            with self._tiling(), legacy_tables(version < INTEGER_TABLES):
                 enc = self.model.compress(to_uint8_tensor(rgb, self.model.device), self.quality, exact=version >= 2,
                                           effort=self.effort)
         except (CodingError, InexactOperationError) as e:
@@ -220,7 +220,7 @@ class Codec:
             )
         rgb = torch.empty((1, f.height, f.width, 3), dtype=torch.uint8)  # the result, filled tile by tile
         try:
-            with self._tiling():
+            with self._tiling(), legacy_tables(f.version < INTEGER_TABLES):
                 self.model.decompress(f.streams, (f.height, f.width), latent_check(f, f.latent_crc), f.quality,
                                       out=rgb.permute(0, 3, 1, 2), exact=f.version >= 2,
                                       deterministic=deterministic)

@@ -8,7 +8,8 @@ All integers little-endian. Layout::
     5       1      flags (reserved, 0)
     6       1      n = length of the model name (1..64)
     7       n      model name, ASCII [a-z0-9][a-z0-9.-]*: the registry key (e.g. "mbt2018-mean")
-    7+n     8      weights fingerprint (first 8 bytes of SHA-256 over the weight tensors)
+    7+n     8      weights fingerprint (first 8 bytes of SHA-256 over the model's weight tensors;
+                   not the coding tables a weight file also stores)
     +8      4      quality, float32
     +4      4      image height, u32
     +4      4      image width, u32
@@ -39,8 +40,16 @@ latents: the latent check also covers every header field the decoder depends on 
 fingerprint, quality, size, channels, bit depth, version), so that a header edited or mis-written
 behind a recomputed file CRC — a quality, a size within the same 64-pixel padding, a channel
 count — fails the check instead of decoding to a wrong image. Version 4 decodes as version 3 and
-carries the metadata. Writers make version 4; readers decode all four, each as it was made (in
-versions 1 and 2 only the file CRC covers the header).
+carries the metadata, and is coded with licodec's integer tables (`INTEGER_TABLES`): the Gaussian
+tables are integer constants of the format (`licodec.entropy.tables`), the factorized prior's are
+stored in the weight file (or, for weight files saved before, computed at load), and licodec
+quantizes probabilities into integer frequencies itself (`licodec.entropy.coder.quantize_pmf`), so
+no float kernel, libm or constriction version decides a table. Versions 1 to 3 keep the tables
+they were made with: float64 pmfs (the z pmf recomputed from the weights), quantized by
+constriction (`licodec.entropy.coder.legacy_tables`); their bytes and latents do not change.
+(Version 4 files written before the integer tables, by unreleased development versions, do not
+decode.) Writers make version 4; readers decode all four, each as it was made (in versions 1 and
+2 only the file CRC covers the header).
 
 Rules that keep old files decodable: the header never depends on registry order (models are
 named, not numbered); a new model adds a name, never changes how an existing name decodes;
@@ -67,6 +76,7 @@ MAGIC = b"\x89LIC"
 VERSION = 4  # written; every version from 1 up to it is read
 HEADER_BINDING = 3  # the first version whose latent check covers the header (`header_crc`)
 METADATA_VERSION = 4  # the first version with a metadata section
+INTEGER_TABLES = 4  # the first version coded with licodec's integer tables (`licodec.entropy.coder`)
 MAX_METADATA = 1 << 24  # 16 MiB: above any real ICC profile plus Exif block
 METADATA_TAGS = {"icc": b"ICCP", "exif": b"EXIF"}  # LicFile.metadata keys -> chunk tags
 MAX_SIDE = 65_535

@@ -8,6 +8,13 @@ fingerprint, then the values (finite, bounded). Anything wrong is a one-line `We
 Shipped weights live in ``licodec/weights/``: ``<model>-q<quality>.safetensors`` for fixed-rate
 weights (one λ each) and ``<model>-vr.safetensors`` for variable-rate weights (config
 ``rate_levels`` > 0, metadata quality ``"variable"``), which serve every quality in 1..L.
+
+Coding tables: `save_weights` also stores the integer coding tables of every factorized prior
+(`licodec.entropy.factorized`, format version 4), tensor ``tables:<module path>`` (int32,
+(C, 2*Z_RANGE+1)), and records their SHA-256 in the metadata ``tables``. They are not model
+tensors: the fingerprint covers the model tensors only (so adding tables to a file keeps its
+fingerprint, and the files made with it find it by fingerprint); the tables have their own
+checksum, checked at load. A file without them (made before) gets them computed at load.
 """
 
 from __future__ import annotations
@@ -32,6 +39,45 @@ from .weights_check import (_first_line, check_config, check_header, check_value
                             read_header)
 
 FORMAT = "licodec-weights-1"
+TABLES_PREFIX = "tables:"  # tensor names of the stored coding tables; no state-dict key has a colon
+TABLES_FORMAT = "licodec-tables-1"
+
+
+def _priors(model) -> dict:
+    from .entropy.factorized import FactorizedPrior
+
+    return {name: m for name, m in model.named_modules() if isinstance(m, FactorizedPrior)}
+
+
+def tables_digest(tables: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tables):
+        t = tables[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def coding_tables(model, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """{``tables:<path>``: int32 frequencies} of every factorized prior of ``model``, computed
+    from ``state`` (default: the model's own; e.g. the float16 tensors a file stores, as loading
+    will see them)."""
+    import copy
+
+    from .entropy.coder import CodingError
+
+    out = {}
+    for name, prior in _priors(model).items():
+        p = copy.deepcopy(prior).cpu()
+        p.__dict__.pop("_frozen", None)
+        if state is not None:
+            sub = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+            p.load_state_dict(sub, strict=True)
+        try:
+            out[TABLES_PREFIX + name] = torch.from_numpy(p.integer_tables().astype("int32"))
+        except CodingError as e:
+            raise WeightsError(f"cannot compute the coding tables of {name}: {e}") from None
+    return out
 
 
 def dense(t: torch.Tensor) -> torch.Tensor:
@@ -42,9 +88,12 @@ def dense(t: torch.Tensor) -> torch.Tensor:
 
 
 def fingerprint(state: dict[str, torch.Tensor]) -> bytes:
-    """8-byte hash of names, dtypes, shapes and bytes of every tensor (sorted by name)."""
+    """8-byte hash of names, dtypes, shapes and bytes of every model tensor (sorted by name); the
+    stored coding tables (``tables:`` names) are not model tensors and are left out."""
     h = hashlib.sha256()
     for name in sorted(state):
+        if name.startswith(TABLES_PREFIX):
+            continue
         t = dense(state[name])
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -95,6 +144,7 @@ def save_weights(model, path, quality: float | None, lmbda: float | None = None,
     if half:
         state = {k: _half(v) for k, v in state.items()}
     fp = fingerprint(state)
+    tables = coding_tables(model, state)
     meta = {
         "format": FORMAT,
         "model": model.name,
@@ -104,8 +154,62 @@ def save_weights(model, path, quality: float | None, lmbda: float | None = None,
         "fingerprint": fp.hex(),
         "extra": json.dumps(extra or {}, sort_keys=True),
     }
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+    if tables:
+        meta["tables"] = json.dumps({"format": TABLES_FORMAT, "sha256": tables_digest(tables)}, sort_keys=True)
+    atomic_write(path, lambda tmp: save_file({**state, **tables}, tmp, metadata=meta))
     return fp
+
+
+def add_tables(path) -> bool:
+    """Store the coding tables in weight file ``path`` that has none (a file saved before they
+    were): computed from its tensors as `load_weights` computes them, on this machine; every
+    tensor, the metadata and the fingerprint stay as they are. False if it has them already."""
+    meta = dict(read_metadata(path))
+    model, _ = load_weights(path)
+    state = load_file(str(path))
+    if any(k.startswith(TABLES_PREFIX) for k in state):
+        return False
+    tables = coding_tables(model)
+    if not tables:
+        return False
+    meta["tables"] = json.dumps({"format": TABLES_FORMAT, "sha256": tables_digest(tables)}, sort_keys=True)
+    atomic_write(path, lambda tmp: save_file({**state, **tables}, tmp, metadata=meta))
+    return True
+
+
+def check_tables_header(path, meta: dict, header: dict, table_names: list[str]) -> None:
+    """The stored tables, from the safetensors header: int32, 2-D, and recorded in the metadata."""
+    raw = meta.get("tables")
+    if not table_names and raw is None:
+        return
+    try:
+        rec = json.loads(raw) if raw is not None else None
+    except ValueError:
+        rec = None
+    if not isinstance(rec, dict) or rec.get("format") != TABLES_FORMAT or not isinstance(rec.get("sha256"), str):
+        raise WeightsError(f"{path}: metadata 'tables' is missing or not a {TABLES_FORMAT} record")
+    for k in table_names:
+        shape, dtype = header[k]
+        if dtype != "I32" or len(shape) != 2:
+            raise WeightsError(f"{path}: coding table {k[:60]!r} must be a 2-D int32 tensor")
+
+
+def attach_tables(path, model, tables: dict[str, torch.Tensor]) -> None:
+    """Freeze every factorized prior's coding tables: the stored ones, else computed now."""
+    from .entropy.coder import CodingError
+
+    priors = _priors(model)
+    unknown = sorted(k for k in tables if k[len(TABLES_PREFIX):] not in priors)
+    if unknown:
+        raise WeightsError(f"{path}: coding tables for no factorized prior of the model ({unknown[0][:60]!r})")
+    for name, prior in priors.items():
+        t = tables.get(TABLES_PREFIX + name)
+        try:
+            prior.freeze_tables(None if t is None else t.numpy())
+        except CodingError as e:
+            if t is not None:
+                raise WeightsError(f"{path}: invalid coding tables of {name} ({e})") from None
+            # computed from weights that give no distribution: coding refuses them (CodingError), as before
 
 
 def metadata_quality(meta: dict) -> float | None:
@@ -141,11 +245,17 @@ def load_weights(path, device: str | torch.device = "cpu", expect_model: str | N
     expected, variable_rate = expected_tensors(path, name, config)  # on the meta device: no allocation
     if (quality is None) != variable_rate:
         raise WeightsError(f"{path}: metadata quality {meta['quality']!r:.40} does not fit the config's rate_levels")
-    check_header(path, f"{name} config {config}", expected, read_header(path))
+    header = read_header(path)
+    table_names = sorted(k for k in header if k.startswith(TABLES_PREFIX))
+    check_tables_header(path, meta, header, table_names)
+    check_header(path, f"{name} config {config}", expected, {k: v for k, v in header.items() if k not in table_names})
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"{path}: invalid weight file ({_first_line(e)})") from None
+    tables = {k: state.pop(k) for k in table_names}
+    if tables and tables_digest(tables) != json.loads(meta["tables"])["sha256"]:
+        raise WeightsError(f"{path}: coding tables do not match their recorded checksum (tampered or damaged file)")
     if fingerprint(state) != m["fingerprint"]:
         raise WeightsError(f"{path}: tensors do not match the recorded fingerprint (tampered or damaged file)")
     check_values(path, state)
@@ -155,6 +265,7 @@ def load_weights(path, device: str | torch.device = "cpu", expect_model: str | N
     except RuntimeError as e:  # not expected after check_header; kept as a last line of defence
         first = str(e).strip().splitlines()
         raise WeightsError(f"{path}: weights do not fit {name} config {config}: {first[1].strip() if len(first) > 1 else first[0]}") from None
+    attach_tables(path, model, tables)
     info = {
         "model": name,
         "config": config,

@@ -1,11 +1,16 @@
 """Range coding of integer symbols with `constriction`, driven by integer table indices.
 
-Everything the coder sees is an integer: symbols, and the index of the probability table
-each symbol is coded with. The tables themselves are built once, in float64 on the CPU, from
-constants (the scale table) or from the factorized prior's parameters, so encoder and decoder
-build bit-identical tables whatever device or thread count ran the networks. This is the
-"frozen integer tables" discipline of tensorflow/compression, with constriction doing the
-fixed-point quantization and the range coding.
+Everything the coder sees is an integer: symbols, the index of the probability table each
+symbol is coded with, and (format version 4) the tables themselves: integer frequencies, each at
+least 1, summing to ``2**PRECISION``, handed to constriction so that its own quantization is the
+identity (`integer_model`). The frequencies are constants of the format (the Gaussian tables,
+`licodec.entropy.tables`) or stored in the weight file (the factorized prior's); `quantize_pmf`
+is licodec's rule for turning a float64 pmf into frequencies. No float kernel, libm or
+constriction version decides a table.
+
+Files of format versions 1 to 3 were made with float64 pmfs quantized by constriction
+(``Categorical(perfect=False)``); they decode as they were made: `legacy_tables` (entered by
+`licodec.codec` for those versions) selects that construction.
 
 Typical workflow::
 
@@ -20,13 +25,90 @@ Typical workflow::
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 import constriction
 
 from . import exact
 
-__all__ = ["CodingError", "RangeEncoder", "RangeDecoder", "TableSet"]
+__all__ = ["CodingError", "RangeEncoder", "RangeDecoder", "TableSet", "PRECISION", "quantize_pmf", "integer_model",
+           "legacy_tables", "legacy_active"]
+
+PRECISION = 24  # bits of the integer frequencies: constriction's default range coder (u32 words, 24-bit models)
+TOTAL = 1 << PRECISION
+
+_LEGACY: ContextVar[bool] = ContextVar("licodec_legacy_tables", default=False)
+
+
+@contextmanager
+def legacy_tables(active: bool = True):
+    """Within: tables built as format versions 1 to 3 built them (float64 pmfs quantized by
+    constriction); outside: the integer tables of version 4."""
+    token = _LEGACY.set(bool(active))
+    try:
+        yield
+    finally:
+        _LEGACY.reset(token)
+
+
+def legacy_active() -> bool:
+    return _LEGACY.get()
+
+
+def quantize_pmf(pmf) -> np.ndarray:
+    """licodec's quantization of a pmf into integer frequencies (int64, same length n): every
+    symbol gets 1, and the other ``2**PRECISION - n`` units are shared in proportion to the pmf by
+    largest remainder: with w_i = pmf_i * (2**PRECISION - n) / S in float64 (S the exactly rounded
+    sum, `math.fsum`), symbol i gets 1 + floor(w_i), and the units left over go one each to the
+    largest fractional parts w_i - floor(w_i), ties to the lower index. Only correctly rounded
+    float64 operations: the same frequencies on every machine for the same pmf."""
+    pmf = np.asarray(pmf, dtype=np.float64)
+    n = pmf.size
+    if pmf.ndim != 1 or not 1 <= n < TOTAL:
+        raise CodingError(f"a probability table needs 1..{TOTAL - 1} symbols, got shape {pmf.shape}")
+    if not (np.isfinite(pmf).all() and (pmf >= 0).all()):
+        raise CodingError("probability table is not a distribution (NaN, infinite or negative)")
+    total = math.fsum(pmf.tolist())
+    if not 0 < total < math.inf:
+        raise CodingError("probability table is not a distribution (all zero)")
+    free = TOTAL - n
+    w = pmf * float(free) / total
+    base = np.floor(w)
+    freq = base.astype(np.int64)
+    left = free - int(freq.sum())
+    if left < 0:  # rounding up in w can overshoot by a few units: take them from the smallest remainders
+        order = np.lexsort((-np.arange(n), w - base))  # smallest remainder first, ties: higher index
+        order = order[freq[order] > 0][:-left]
+        freq[order] -= 1
+    elif left > 0:
+        order = np.lexsort((np.arange(n), -(w - base)))  # largest remainder first, ties: lower index
+        freq[order[:left]] += 1
+    return freq + 1
+
+
+def check_frequencies(freq, what: str = "table") -> np.ndarray:
+    """``freq`` as int64 if it is a valid integer table (every entry >= 1, sum 2**PRECISION)."""
+    f = np.asarray(freq)
+    if f.ndim != 1 or f.size < 1 or f.dtype.kind not in "iu":
+        raise CodingError(f"{what}: integer frequencies must be a non-empty 1-D integer array")
+    f = f.astype(np.int64)
+    if int(f.min()) < 1 or int(f.sum()) != TOTAL:
+        raise CodingError(f"{what}: integer frequencies must be >= 1 and sum to 2**{PRECISION} (damaged tables?)")
+    return f
+
+
+def integer_model(freq) -> "constriction.stream.model.Categorical":
+    """A constriction model with exactly these integer frequencies (validated by `check_frequencies`).
+
+    constriction (``perfect=False``, every version in 0.4..0.5) gives symbol i the left cumulative
+    ``floor(c_i * (2**P - n) / S) + i`` where c_i is the float sum of the probabilities before i
+    and S their sum: passed ``freq - 1`` (integers, summed exactly in float64), the scale is exactly
+    1 and the left cumulatives are exactly those of ``freq`` (tests/entropy/test_tables.py reads
+    them back through constriction's ANS coder)."""
+    f = check_frequencies(freq)
+    return constriction.stream.model.Categorical((f - 1).astype(np.float64), perfect=False)
 
 
 class CodingError(ValueError):
@@ -61,10 +143,12 @@ class TableSet:
     """A family of discrete distributions indexed by an integer t; table t is a pmf over the
     symbols ``low_t .. low_t + len(pmf_t) - 1``.
 
-    Tables are built lazily by ``build(t) -> (pmf float64 array, low)`` on first use and cached,
-    so large families (e.g. 17 mean offsets x 128 scales) cost only what an image uses. ``build``
-    must be a pure function of t computed in float64 on the CPU: then encoder and decoder get
-    bit-identical tables. Symbols are clamped into the support of their table before coding (the
+    Tables are built lazily by ``build(t) -> (pmf, low)`` on first use and cached; a pmf of an
+    integer dtype is a table of integer frequencies (format version 4: `integer_model`, exactly
+    those), a float one is quantized by constriction (format versions 1 to 3). So
+    large families (e.g. 17 mean offsets x 128 scales) cost only what an image uses. ``build``
+    must be a pure function of t (integer constants, or float64 on the CPU for the old versions):
+    then encoder and decoder get bit-identical tables. Symbols are clamped into the support of their table before coding (the
     caller must use the clamped values, which `clamp` returns, so both sides agree). Every symbol
     in the support is encodable: constriction gives each at least the smallest representable
     probability.
@@ -92,6 +176,11 @@ class TableSet:
                 raise IndexError(f"table index {t} out of range")
             with exact.suspended():  # constants, not a network: plain float64 on the CPU
                 pmf, low = self._build(t)
+            if np.asarray(pmf).dtype.kind in "iu":
+                model = integer_model(np.asarray(pmf))
+                entry = (model, int(low), len(pmf))
+                self._cache[t] = entry
+                return entry
             pmf = np.asarray(pmf, dtype=np.float64)
             total = float(pmf.sum()) if pmf.ndim == 1 and pmf.size else math.nan
             if not (np.isfinite(pmf).all() and (pmf >= 0).all() and 0 < total < math.inf):

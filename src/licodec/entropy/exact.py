@@ -20,12 +20,14 @@ without retraining, at coding time:
 - GELU and tanh are read from tables over the grid (`_table`), built once per process from
   float64 math and checked to sit at least `TABLE_MARGIN` grid steps away from every rounding
   boundary, so that any machine whose erf/tanh are accurate to 1e-7 steps builds the same table;
-- elementwise +, -, ×, ÷ and sqrt, the only other float operations left, are correctly rounded
-  IEEE operations on CPUs and GPUs alike (in eager PyTorch, one operation per kernel: no
+- sqrt (the NAF LayerNorm's) is computed here, correctly rounded (`sqrt`): torch.sqrt on the
+  CPU goes through MKL's vector math, whose float32 results differ between instruction sets;
+- elementwise +, -, ×, ÷, the only other float operations left, are correctly rounded IEEE
+  operations on CPUs and GPUs alike (in eager PyTorch, one operation per kernel: no
   torch.compile fusion into FMAs); ReLU, clamp, round, comparisons, cat and indexing are exact;
-- anything else that reduces or evaluates a transcendental function (matmul, exp, log, softmax,
-  layer_norm, ...) raises `InexactOperationError` inside `exact_arithmetic()`, so a new model
-  cannot silently fall back to order-dependent floats.
+- everything else raises `InexactOperationError` inside `exact_arithmetic()`: the mode runs only
+  operations on an allow-list (`_ALLOWED`, with conditions such as ``alpha == 1``), so a new
+  model cannot silently fall back to order-dependent or library-dependent floats.
 
 The scale-table index is then found by comparing σ (a grid value) with precomputed boundaries
 (`licodec.entropy.gaussian.scale_index`), not through a float logarithm. What is not covered:
@@ -79,9 +81,22 @@ def _to_grid(steps: Tensor, like: Tensor) -> Tensor:
 
 
 # -- integer weights ---------------------------------------------------------------------------
-# (id(weight), id(bias)) -> (weakrefs and versions of both, result): integer weights are made once
-# per parameter and remade if it changes in place (training, load_state_dict)
+# id(weight), id(bias) -> (weakrefs of both, copies of their values, the block they were last
+# checked in, result). Integer weights are made once per parameter and reused while its values are
+# unchanged: at the first use in each `exact_arithmetic()` block, the parameter is compared with the
+# copy (`torch.equal`, exact), so that nothing that changes it (training, load_state_dict,
+# ``p.data = ...`` as Module.to does, an in-place edit of ``p.data``, none of which need to bump
+# ``_version``) can leave stale integer weights in use. Within one block the weights are taken as
+# fixed: a model is not edited while it codes.
 _weights: dict[tuple[int, int], tuple] = {}
+_blocks = iter(range(1, 2**62))  # a new token per outermost exact_arithmetic() block
+
+
+def _unchanged(t: Tensor | None, copy: Tensor | None) -> bool:
+    if t is None or copy is None:
+        return t is None and copy is None
+    return (t.dtype == copy.dtype and t.device == copy.device and t.shape == copy.shape
+            and torch.equal(t.detach(), copy))
 
 
 def _int_weight(weight: Tensor, bias: Tensor | None, fan_dims: tuple[int, ...]) -> tuple[int, Tensor, Tensor | None]:
@@ -90,10 +105,14 @@ def _int_weight(weight: Tensor, bias: Tensor | None, fan_dims: tuple[int, ...]) 
     Σ|w_int|·2^23 (the largest input) + |b_int| < 2^52. ``fan_dims``: the dimensions summed into
     one output (for a transposed convolution: all but the output-channel one, an upper bound)."""
     key = (id(weight), id(bias))
-    version = (weight._version, bias._version if bias is not None else None)
+    block = getattr(_state, "block", None)  # None outside a block: check at every call
     hit = _weights.get(key)
-    if hit is not None and hit[0]() is weight and (bias is None or hit[1]() is bias) and hit[2] == version:
-        return hit[3]
+    if hit is not None and hit[0]() is weight and (bias is None or hit[1]() is bias):
+        if block is not None and hit[4] == block:
+            return hit[5]
+        if _unchanged(weight, hit[2]) and _unchanged(bias, hit[3]):
+            _weights[key] = (*hit[:4], block, hit[5])
+            return hit[5]
     w = weight.detach().double()
     b = bias.detach().double() if bias is not None else None
     for a in range(MAX_WEIGHT_BITS, -64, -1):
@@ -107,8 +126,11 @@ def _int_weight(weight: Tensor, bias: Tensor | None, fan_dims: tuple[int, ...]) 
     else:  # pragma: no cover - would need weights around 2^90
         raise InexactOperationError("weights too large for exact evaluation")
     result = (a, w_int, b_int)
-    _weights[key] = (weakref.ref(weight), weakref.ref(bias) if bias is not None else (lambda: None), version, result)
-    weakref.finalize(weight, _weights.pop, key, None)
+    copies = (weight.detach().clone(), bias.detach().clone() if bias is not None else None)
+    if hit is None:
+        weakref.finalize(weight, _weights.pop, key, None)
+    _weights[key] = (weakref.ref(weight), weakref.ref(bias) if bias is not None else (lambda: None), *copies,
+                     block, result)
     return result
 
 
@@ -280,6 +302,35 @@ def leaky_relu(x, negative_slope=0.01, inplace=False):
     return x.copy_(out) if inplace else out
 
 
+def sqrt(x):
+    """Correctly rounded square root of float32 (or narrower) values, on every machine.
+
+    torch.sqrt is not: on the CPU it goes through MKL's vector math, whose float32 results differ
+    between instruction sets (AVX-512, AVX2, SSE4.2) in the last bit. Here the float64 square root
+    (of whatever library) gives a candidate r within one float32 ulp; r is then corrected by exact
+    comparisons: the midpoints m between r and its float32 neighbours have at most 25 significant
+    bits, so m² (at most 50) is exact in float64, and x < m_lo² or x > m_hi² says that r is not the
+    nearest float32 (x = m² cannot happen for a float32 x, so there are no ties). Narrower dtypes
+    round the float32 result once more, which is still correctly rounded (24 >= 2·p + 2)."""
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise InexactOperationError(f"exact sqrt supports float32 and narrower dtypes, not {x.dtype}")
+    x32 = x.float()
+    x64 = x32.double()
+    r = x64.sqrt().float()
+    fix = torch.isfinite(r) & (r > 0)
+    inf = torch.tensor(float("inf"), dtype=torch.float32, device=x.device)
+    for _ in range(2):  # one step suffices for a candidate within one ulp; the second is a guard
+        up, down = torch.nextafter(r, inf), torch.nextafter(r, -inf)
+        r64 = r.double()
+        hi, lo = (r64 + up.double()) * 0.5, (r64 + down.double()) * 0.5
+        r = torch.where(fix & (x64 > hi * hi), up, torch.where(fix & (x64 < lo * lo), down, r))
+    return r.to(x.dtype)
+
+
+def sqrt_(x):
+    return x.copy_(sqrt(x))
+
+
 _EXACT = {
     F.conv2d: conv2d,
     F.conv_transpose2d: conv_transpose2d,
@@ -292,22 +343,103 @@ _EXACT = {
     Tensor.sum: lambda x, *a, **k: _reduce(x, *a, **k, mean=False),
     torch.mean: lambda x, *a, **k: _reduce(x, *a, **k, mean=True),
     Tensor.mean: lambda x, *a, **k: _reduce(x, *a, **k, mean=True),
+    torch.sqrt: sqrt,
+    Tensor.sqrt: sqrt,
+    Tensor.sqrt_: sqrt_,
 }
 
-# order-dependent reductions and inexact transcendental functions: refused inside the mode
-_REFUSED = {
-    F.linear, F.conv1d, F.conv3d, F.layer_norm, F.group_norm, F.batch_norm, F.instance_norm, F.softmax,
-    F.log_softmax, F.softplus, F.silu, F.mish, F.elu, F.selu, F.hardswish, F.normalize, F.interpolate,
-    F.avg_pool2d, F.adaptive_avg_pool2d, F.conv_transpose1d, F.conv_transpose3d,
-    torch.matmul, torch.mm, torch.bmm, torch.mv, torch.einsum, torch.addmm, torch.baddbmm, torch.tensordot,
-    torch.exp, torch.log, torch.log2, torch.log10, torch.log1p, torch.expm1, torch.sigmoid, torch.erf,
-    torch.erfc, torch.pow, torch.prod, torch.cumsum, torch.var, torch.std, torch.norm, torch.logsumexp,
-    torch.softmax, torch.sin, torch.cos, torch.atan, torch.special.ndtr, torch.special.erf, torch.rsqrt,
-    torch.addcmul, torch.addcdiv, torch.lerp,
-    Tensor.matmul, Tensor.__matmul__, Tensor.mm, Tensor.mv, Tensor.exp, Tensor.log, Tensor.sigmoid,
-    Tensor.pow, Tensor.__pow__, Tensor.prod, Tensor.cumsum, Tensor.var, Tensor.std, Tensor.norm,
-    Tensor.softmax, Tensor.erf, Tensor.rsqrt, Tensor.addcmul, Tensor.lerp,
-}
+
+# -- the allow-list ------------------------------------------------------------------------------
+# Everything else that reaches a torch function inside the mode must be on this list, or it raises
+# `InexactOperationError`: operations whose results are exact or one correctly rounded IEEE
+# operation per element (elementwise +, -, ×, ÷ of two operands), on every instruction set and
+# device. Not on it, by design: matmul and other float reductions (order-dependent), exp, log,
+# sigmoid, erf, pow, rsqrt ... (library-dependent), addcmul, addcdiv, lerp and `alpha` != 1 (fused
+# multiply-adds on some instruction sets only), float remainder / floor division.
+def _names(owner, names: str) -> set:
+    return {getattr(owner, n) for n in names.split() if hasattr(owner, n)}
+
+
+_ELEMENTWISE = "add sub rsub subtract mul multiply div divide true_divide neg negative abs absolute sign sgn \
+    square relu clamp clip clamp_min clamp_max maximum minimum fmax fmin floor ceil trunc fix round \
+    where eq ne lt le gt ge equal isfinite isnan isinf isclose logical_and logical_or logical_not \
+    logical_xor bitwise_and bitwise_or bitwise_not bitwise_xor copysign nextafter"
+_REDUCTIONS_EXACT = "max min amax amin argmax argmin all any count_nonzero nonzero argwhere sort argsort \
+    topk unique searchsorted bucketize"
+_CREATION = "zeros ones full empty zeros_like ones_like full_like empty_like tensor as_tensor scalar_tensor \
+    arange eye"
+_SHAPES = "cat concat concatenate stack hstack vstack dstack split split_with_sizes tensor_split chunk \
+    unbind reshape view view_as flatten unflatten squeeze unsqueeze permute transpose t movedim \
+    swapaxes expand expand_as broadcast_to broadcast_tensors flip roll narrow select index_select \
+    gather masked_select take take_along_dim repeat repeat_interleave tile tril triu diag \
+    contiguous clone detach detach_ masked_fill index_fill index_copy scatter masked_scatter \
+    index_put"
+_TENSOR_ONLY = "__getitem__ __setitem__ __len__ __iter__ __bool__ __int__ __float__ __index__ __format__ \
+    __repr__ __str__ __hash__ __contains__ __reversed__ __array__ __deepcopy__ __reduce_ex__ \
+    __add__ __radd__ __iadd__ __sub__ __rsub__ __isub__ __mul__ __rmul__ __imul__ __truediv__ \
+    __rtruediv__ __itruediv__ __div__ __rdiv__ __idiv__ __neg__ __pos__ __abs__ __invert__ __and__ \
+    __rand__ __iand__ __or__ __ror__ __ior__ __xor__ __rxor__ __ixor__ __eq__ __ne__ __lt__ __le__ \
+    __gt__ __ge__ __floordiv__ __rfloordiv__ __ifloordiv__ __mod__ __rmod__ __imod__ \
+    __lshift__ __rshift__ size dim numel nelement element_size stride storage_offset is_contiguous \
+    is_floating_point is_complex data_ptr untyped_storage item tolist numpy cpu cuda to type type_as \
+    float double half bfloat16 long int short bool byte char new_zeros new_ones new_full new_empty \
+    new_tensor copy_ fill_ zero_ requires_grad_ retain_grad get_device dim_order \
+    add_ sub_ mul_ div_ neg_ abs_ clamp_ clip_ clamp_min_ clamp_max_ floor_ ceil_ trunc_ round_ relu_ \
+    square_ sign_ masked_fill_ index_fill_ index_copy_ scatter_ index_put_ masked_scatter_ \
+    unsqueeze_ squeeze_ transpose_ t_ resize_ remainder fmod floor_divide remainder_ fmod_ \
+    floor_divide_"
+_INTEGER_ONLY = "remainder fmod floor_divide remainder_ fmod_ floor_divide_ __floordiv__ __rfloordiv__ \
+    __ifloordiv__ __mod__ __rmod__ __imod__"
+_ATTRIBUTES = {"shape", "dtype", "device", "ndim", "is_cuda", "is_cpu", "is_meta", "is_mps", "is_sparse",
+               "is_quantized", "is_leaf", "layout", "data", "requires_grad", "grad", "grad_fn", "names",
+               "T", "mT", "itemsize", "nbytes", "_version", "output_nr", "is_nested"}
+
+_ALLOWED = (
+    _names(torch, " ".join([_ELEMENTWISE, _REDUCTIONS_EXACT, _CREATION, _SHAPES, _INTEGER_ONLY]))
+    | _names(Tensor, " ".join([_ELEMENTWISE, _REDUCTIONS_EXACT, _SHAPES, _TENSOR_ONLY]))
+    | _names(Tensor, " ".join(n + "_" for n in _ELEMENTWISE.split()))
+    | _names(F, "relu relu_ relu6 hardtanh pad")
+    | {torch._C._set_grad_enabled, torch.is_grad_enabled, torch.is_tensor, torch.numel}
+)
+_INTEGER_ONLY_FUNCS = _names(torch, _INTEGER_ONLY) | _names(Tensor, _INTEGER_ONLY)
+_WITH_ALPHA = _names(torch, "add sub rsub subtract") | _names(Tensor, "add sub rsub subtract add_ sub_ subtract_")
+_DIVISIONS = _names(torch, "div divide") | _names(Tensor, "div divide div_ divide_")
+_ROUNDS = {torch.round, Tensor.round, Tensor.round_}
+
+
+def _name(func) -> str:
+    owner = getattr(func, "__self__", None)
+    if type(owner).__name__ == "getset_descriptor":
+        return f"Tensor.{owner.__name__}"
+    return getattr(func, "__qualname__", getattr(func, "__name__", repr(func)))
+
+
+def _floating(args, kwargs) -> bool:
+    vals = list(args) + list(kwargs.values())
+    return any(isinstance(v, float) or (isinstance(v, Tensor) and (v.is_floating_point() or v.is_complex()))
+               for v in vals)
+
+
+def _refusal(func, args, kwargs) -> str | None:
+    """Why ``func(*args, **kwargs)`` is not allowed inside the mode, or None if it is."""
+    owner = getattr(func, "__self__", None)
+    if type(owner).__name__ == "getset_descriptor":  # attribute access: x.shape, x.dtype, ...
+        return None if owner.__name__ in _ATTRIBUTES and func.__name__ == "__get__" else "not on the allow-list"
+    if func not in _ALLOWED:
+        return "not on the allow-list"
+    if func in _INTEGER_ONLY_FUNCS and _floating(args, kwargs):
+        return "floor division and remainder are allowed on integers only"
+    if func in _WITH_ALPHA:
+        alpha = kwargs.get("alpha", 1)
+        if alpha != 1:
+            return "alpha != 1 may be a fused multiply-add on some instruction sets only"
+    if func in _DIVISIONS and kwargs.get("rounding_mode") == "floor" and _floating(args, kwargs):
+        return "floor division is allowed on integers only"
+    if func in _ROUNDS and kwargs.get("decimals", 0) != 0:
+        return "round(decimals != 0) is not exact"
+    if func is torch.arange and (_floating(args, kwargs) or (kwargs.get("dtype") or torch.int64).is_floating_point):
+        return "float arange is not exact"
+    return None
 
 
 class _ExactMode(TorchFunctionMode):
@@ -318,9 +450,11 @@ class _ExactMode(TorchFunctionMode):
         impl = _EXACT.get(func)  # runs with this mode popped: its own torch calls are plain
         if impl is not None:
             return impl(*args, **kwargs)
-        if func in _REFUSED:
-            name = getattr(func, "__qualname__", getattr(func, "__name__", repr(func)))
-            raise InexactOperationError(f"{name} is not exact; the entropy-parameter path cannot use it")
+        why = _refusal(func, args, kwargs)
+        if why is not None:
+            raise InexactOperationError(f"{_name(func)} is not allowed in exact arithmetic ({why}); the "
+                                        "entropy-parameter path may use only operations that are exact on "
+                                        "every machine (licodec.entropy.exact)")
         return func(*args, **kwargs)
 
 
@@ -338,9 +472,14 @@ def suspended():
 @contextmanager
 def exact_arithmetic():
     """Evaluate the enclosed entropy-parameter networks exactly (see the module docstring)."""
+    outer = getattr(_state, "depth", 0) == 0
+    if outer:
+        _state.block = next(_blocks)
     _state.depth = getattr(_state, "depth", 0) + 1
     try:
         with torch.no_grad(), _ExactMode():
             yield
     finally:
         _state.depth -= 1
+        if outer:
+            _state.block = None

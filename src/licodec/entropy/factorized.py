@@ -8,13 +8,22 @@ with H_k = softplus(raw) ≥ 0 so f_c is a CDF. The likelihood of a quantized va
 f_c(z + 1/2) - f_c(z - 1/2).
 
 No auxiliary loss and no ``update()`` call: coding uses a fixed integer support
-[-Z_RANGE, Z_RANGE] and per-channel tables are recomputed from the current parameters (in
-float64, on the CPU, with elementwise ops only, hence identical on every machine that loads
-the same weights) whenever `compress`/`decompress` needs them. z is rounded to integers.
+[-Z_RANGE, Z_RANGE] and per-channel tables. z is rounded to integers.
+
+The tables (format version 4) are integer frequencies (`licodec.entropy.coder.quantize_pmf` of
+the float64 pmf of each channel). `licodec.weights.save_weights` computes them once and stores
+them in the weight file; `load_weights` attaches them (`freeze_tables`), and coding uses them as
+long as the prior's parameters are those they were made from (`frozen_tables`; a model trained
+further, or one never saved, computes them from its current parameters). Weight files without
+stored tables (made before) get them computed at load, on that machine: the pmf is float64
+(softplus, tanh, sigmoid), so in rare cases machines with other CPU kernels can compute another
+table for such a file; re-export it to freeze them. Files of format versions 1 to 3 use the
+float64 pmfs quantized by constriction, recomputed at each use (`legacy_tables`), as they were made.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 
@@ -23,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .coder import CodingError, RangeDecoder, RangeEncoder, TableSet
+from . import exact
+from .coder import CodingError, RangeDecoder, RangeEncoder, TableSet, check_frequencies, legacy_active, quantize_pmf
 from .quantize import lower_bound, quantize
 
 Z_RANGE = 64  # coded support of z is the integers in [-Z_RANGE, Z_RANGE]; values outside are clamped
@@ -77,11 +87,59 @@ class FactorizedPrior(nn.Module):
         return z_hat, lower_bound(lik, LIKELIHOOD_MIN)
 
     @torch.no_grad()
-    def tables(self) -> TableSet:
+    def table_pmfs(self) -> np.ndarray:
+        """float64 pmf of every channel over -Z_RANGE..Z_RANGE, on the CPU: (C, 2*Z_RANGE+1)."""
         k = torch.arange(-Z_RANGE, Z_RANGE + 1, dtype=torch.float64)
         x = k.expand(self.channels, 1, -1)  # float64 on the CPU whatever the model's device
-        pmf = self._likelihood(x)[:, 0, :].numpy()  # (C, 2*Z_RANGE+1)
-        return TableSet.from_pmfs(list(pmf), np.full(self.channels, -Z_RANGE))
+        return self._likelihood(x)[:, 0, :].numpy()
+
+    def _parameter_digest(self) -> bytes:
+        """SHA-256 of the prior's parameters and buffers (what its tables are a function of)."""
+        h = hashlib.sha256()
+        for name, t in sorted(self.state_dict().items()):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.digest()
+
+    def integer_tables(self) -> np.ndarray:
+        """Integer frequencies of every channel, (C, 2*Z_RANGE+1) int32: the frozen ones when they
+        fit the current parameters, else computed from them (`quantize_pmf`)."""
+        frozen = self.frozen_tables()
+        if frozen is not None:
+            return frozen
+        with exact.suspended():  # constants of the weights, not a network: plain float64 on the CPU
+            pmf = self.table_pmfs()
+        try:
+            return np.stack([quantize_pmf(p) for p in pmf]).astype(np.int32)
+        except CodingError as e:
+            raise CodingError(f"z probability table is not a distribution ({e}; damaged weights?)") from None
+
+    def freeze_tables(self, freqs: np.ndarray | None = None) -> None:
+        """Use ``freqs`` ((C, 2*Z_RANGE+1) integers; default: computed now) while the parameters stay."""
+        if freqs is None:
+            self.__dict__.pop("_frozen", None)
+            freqs = self.integer_tables()
+        freqs = np.asarray(freqs)
+        if freqs.shape != (self.channels, 2 * Z_RANGE + 1):
+            raise CodingError(f"z tables of shape {freqs.shape}, expected {(self.channels, 2 * Z_RANGE + 1)}")
+        for c in range(self.channels):
+            check_frequencies(freqs[c], f"z table {c}")
+        self.__dict__["_frozen"] = (self._parameter_digest(), freqs.astype(np.int32))
+
+    def frozen_tables(self) -> np.ndarray | None:
+        frozen = self.__dict__.get("_frozen")
+        if frozen is None or frozen[0] != self._parameter_digest():
+            return None
+        return frozen[1]
+
+    def tables(self) -> TableSet:
+        lows = np.full(self.channels, -Z_RANGE)
+        if legacy_active():  # format versions 1 to 3: float64 pmfs, quantized by constriction
+            with exact.suspended():
+                pmf = self.table_pmfs()
+            return TableSet.from_pmfs(list(pmf), lows)
+        return TableSet.from_pmfs(list(self.integer_tables()), lows)
 
     def _indices(self, shape) -> np.ndarray:
         b, c, h, w = shape

@@ -16,8 +16,10 @@ this module turns them into likelihoods for training and into integer coding dec
   ``ŷ - round(μ)`` under a table for N(o, σ) with the mean's fractional part o ∈ [-1/2, 1/2]
   snapped to a 1/16 grid (17 offsets x 128 scales).
 
-The coder therefore only sees integer symbols and integer table indices; the tables are
-float64 constants computed on the CPU (see `licodec.entropy.coder`).
+The coder therefore only sees integer symbols and integer table indices. The tables (format
+version 4) are integer constants of the format, `licodec.entropy.tables`; files of versions 1 to
+3 use the float64 tables of `_gaussian_table` quantized by constriction, as they were made
+(`licodec.entropy.coder.legacy_tables`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from . import exact
-from .coder import CodingError, RangeDecoder, RangeEncoder, TableSet
+from . import tables as integer_tables
+from .coder import CodingError, RangeDecoder, RangeEncoder, TableSet, legacy_active
 from .quantize import lower_bound, quantize
 
 SCALE_MIN = 0.11
@@ -50,23 +53,44 @@ OFFSET_STEPS = 16  # fractional mean offsets o = j/16, j = -8..8, for integer la
 
 
 def _gaussian_table(o: float, s: float) -> tuple[np.ndarray, int]:
-    """N(o, σ=s) discretized at the integers -r..r, r = max(32, ⌈24σ⌉): (pmf, -r)."""
+    """Format versions 1 to 3: N(o, σ=s) discretized at the integers -r..r, r = max(32, ⌈24σ⌉): (pmf, -r)."""
     r = max(32, math.ceil(24 * s))
     edges = torch.arange(-r - 0.5, r + 1.0, 1.0, dtype=torch.float64)  # 2r + 2 bin edges
     cdf = torch.special.ndtr((edges - o) / s)
     return (cdf[1:] - cdf[:-1]).numpy(), -r
 
 
+def gaussian_tables(legacy: bool | None = None) -> TableSet:
+    """Table i: zero-mean discretized Gaussian with σ = scale_table()[i]. ``legacy`` (default:
+    `legacy_active`): the float64 tables of format versions 1 to 3, else the integer constants."""
+    return _legacy_gaussian_tables() if (legacy_active() if legacy is None else legacy) else _integer_gaussian_tables()
+
+
+def offset_gaussian_tables(legacy: bool | None = None) -> TableSet:
+    """Table j·SCALE_LEVELS + i: N(j/16 - 1/2, σ_i), j = 0..16 (``legacy``: as `gaussian_tables`)."""
+    return (_legacy_offset_gaussian_tables() if (legacy_active() if legacy is None else legacy)
+            else _integer_offset_gaussian_tables())
+
+
 @lru_cache(maxsize=1)
-def gaussian_tables() -> TableSet:
-    """Table i: zero-mean discretized Gaussian with σ = scale_table()[i]."""
+def _integer_gaussian_tables() -> TableSet:
+    return TableSet(SCALE_LEVELS, lambda i: integer_tables.frequencies(0, i))
+
+
+@lru_cache(maxsize=1)
+def _integer_offset_gaussian_tables() -> TableSet:
+    return TableSet((OFFSET_STEPS + 1) * SCALE_LEVELS,
+                    lambda t: integer_tables.frequencies(t // SCALE_LEVELS - OFFSET_STEPS // 2, t % SCALE_LEVELS))
+
+
+@lru_cache(maxsize=1)
+def _legacy_gaussian_tables() -> TableSet:
     scales = scale_table()
     return TableSet(SCALE_LEVELS, lambda i: _gaussian_table(0.0, float(scales[i])))
 
 
 @lru_cache(maxsize=1)
-def offset_gaussian_tables() -> TableSet:
-    """Table j·SCALE_LEVELS + i: N(j/16 - 1/2, σ_i), j = 0..16."""
+def _legacy_offset_gaussian_tables() -> TableSet:
     scales = scale_table()
     return TableSet(
         (OFFSET_STEPS + 1) * SCALE_LEVELS,

@@ -61,11 +61,10 @@ class MedianFactorizedPrior(FactorizedPrior):
         return z_hat, lower_bound(lik, LIKELIHOOD_MIN)
 
     @torch.no_grad()
-    def tables(self) -> TableSet:
+    def table_pmfs(self) -> np.ndarray:
         k = torch.arange(-Z_RANGE, Z_RANGE + 1, dtype=torch.float64)
         x = k.view(1, 1, -1) + self.medians.detach().double().cpu().view(-1, 1, 1)  # (C, 1, n): k + m_c
-        pmf = self._likelihood(x)[:, 0, :].numpy()
-        return TableSet.from_pmfs(list(pmf), np.full(self.channels, -Z_RANGE))
+        return self._likelihood(x)[:, 0, :].numpy()
 
     def compress(self, enc: RangeEncoder, z: Tensor, tables: TableSet) -> Tensor:
         idx = self._indices(z.shape)
