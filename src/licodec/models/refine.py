@@ -36,7 +36,7 @@ from ..progress import report
 from ..rate import lambda_for
 from .base import Encoded, _as_float
 
-EFFORT_STEPS = {0: 0, 1: 10, 2: 30, 3: 100, 4: 200}  # effort level -> Adam steps (per tile)
+EFFORT_STEPS = {0: 0, 1: 10, 2: 30, 3: 100, 4: 160}  # effort level -> Adam steps (per tile)
 MAX_EFFORT = max(EFFORT_STEPS)  # = licodec.defaults.MAX_EFFORT
 LEARNING_RATE = 0.03  # Adam's step on y and z (units of the quantisation bin)
 TAU_START, TAU_END = 0.5, 0.05  # SGA temperature, annealed over the steps
