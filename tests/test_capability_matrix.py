@@ -34,14 +34,9 @@ VARIANTS = ("plain", "busy", "extreme")
 
 
 def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    from licodec.precision import cpu_flags
+
+    return cpu_flags()
 
 
 FLAGS = _cpu_flags()
