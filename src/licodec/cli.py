@@ -549,6 +549,24 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
+def _redeliver_signal(hook):
+    """An unraisable-exception hook for while `main` handles the signals: a KeyboardInterrupt or
+    `_Terminated` raised where Python cannot propagate it (a weakref callback of the import system,
+    a ``__del__``) would be printed as "Exception ignored ..." with a traceback and lost; instead the
+    signal is sent again, to be raised at the next point where it can reach `main`."""
+    import signal
+
+    def redeliver(unraisable):
+        if isinstance(unraisable.exc_value, _Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+        elif isinstance(unraisable.exc_value, KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        else:
+            hook(unraisable)
+
+    return redeliver
+
+
 def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     """SIGINT and SIGTERM, at start-up too, end with one line (exit 130 / 143) and no partial file;
     `licodec train` handles its own signals (it checkpoints first). ``restore_signals=False`` (the
@@ -558,11 +576,14 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     previous = None
+    hook = sys.unraisablehook
     if not (argv and (argv[0] == "train" or argv[0].startswith("@"))):
         try:
             previous = signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:  # not the main thread: leave signals alone
             previous = None
+        else:
+            sys.unraisablehook = _redeliver_signal(hook)
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -572,6 +593,7 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
         print("licodec: terminated", file=sys.stderr)
         return 143
     finally:
+        sys.unraisablehook = hook
         if previous is not None:
             if restore_signals:
                 signal.signal(signal.SIGTERM, previous)
