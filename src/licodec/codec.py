@@ -43,7 +43,7 @@ import torch
 from .errors import FormatError, ImageError, LicodecError
 from .format import (HEADER_BINDING, INTEGER_TABLES, MAX_METADATA, METADATA_TAGS, METADATA_VERSION,
                      VERSION as FORMAT_VERSION, LicFile, check_size, latent_check, max_payload, pack, unpack)
-from .models.base import LatentMismatchError
+from .models.base import LatentMismatchError, _clamp_to
 from .models.refine import check_effort
 from .models.tiling import DEFAULT_TILE, check_tile
 from .entropy.coder import CodingError, legacy_tables
@@ -87,7 +87,7 @@ def to_uint8_tensor(rgb: np.ndarray, device) -> torch.Tensor:
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return _clamp_to(torch.uint8)(x[0]).permute(1, 2, 0).cpu().numpy()
 
 
 def _number(value, what: str) -> float:

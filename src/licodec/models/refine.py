@@ -34,7 +34,7 @@ from torch import Tensor
 from ..entropy.quantize import sga_round
 from ..progress import report
 from ..rate import lambda_for
-from .base import Encoded, _as_float
+from .base import Encoded, _as_float, _clamp_to
 
 EFFORT_STEPS = {0: 0, 1: 10, 2: 30, 3: 100, 4: 160}  # effort level -> Adam steps (per tile)
 MAX_EFFORT = max(EFFORT_STEPS)  # = licodec.defaults.MAX_EFFORT
@@ -147,7 +147,7 @@ def coded_loss(model, x: Tensor, quality, enc: Encoded) -> float:
     H, W = x.shape[-2:]
     out = torch.empty((1, 3, H, W), dtype=torch.uint8, device=x.device)
     model.synthesis(enc.latents["y_hat"], model.quality_tensor(quality, 1, x.device), out=out)
-    target = x if x.dtype == torch.uint8 else x.clamp(0, 1).mul(255).round().to(torch.uint8)
+    target = x if x.dtype == torch.uint8 else _clamp_to(torch.uint8)(x)
     sse = 0.0
     for top in range(0, H, 256):  # in row bands: no whole-image float copy
         diff = out[..., top : top + 256, :].double() - target[..., top : top + 256, :].double()
