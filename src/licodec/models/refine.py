@@ -106,6 +106,12 @@ def _optimise(model, x: Tensor, y0: Tensor, z0: Tensor, q: Tensor | None, lam: f
     return best[1], best[2]
 
 
+def _lambda(model, quality, device) -> tuple[Tensor | None, float]:
+    """(the model's quality tensor, λ(q)) for coding at ``quality``."""
+    q = model.quality_tensor(quality, 1, device)
+    return q, lambda_for(float(quality) if q is None else float(q[0]))
+
+
 def _spans(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
     """(start, end, start with margin, end with margin) along a latent axis of n positions."""
     return [(a, min(a + tile, n), max(a - margin, 0), min(a + tile + margin, n)) for a in range(0, n, tile)]
@@ -114,8 +120,7 @@ def _spans(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
 def refine(model, x: Tensor, quality, y0: Tensor, z0: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     """Refined (y, z) for image x (1,3,H,W), float in [0, 1] or uint8, from the analysis output
     (y0, z0) of `analysis_latents`; tile by tile when the image is larger than ``model.tile``."""
-    q = model.quality_tensor(quality, 1, x.device)
-    lam = lambda_for(float(quality) if q is None else float(q[0]))
+    q, lam = _lambda(model, quality, x.device)
     H, W = x.shape[-2:]
     s, r = model.downsample // 4, 4  # pixels per y position (16); y positions per z position
     n_h, n_w = y0.shape[-2:]
@@ -145,15 +150,14 @@ def coded_loss(model, x: Tensor, quality, enc: Encoded) -> float:
     """The loss of coded latents as the decoder sees them: λ·255²·MSE of the uint8 image the
     synthesis transform makes from ŷ, plus the real stream bits per pixel."""
     H, W = x.shape[-2:]
+    q, lam = _lambda(model, quality, x.device)
     out = torch.empty((1, 3, H, W), dtype=torch.uint8, device=x.device)
-    model.synthesis(enc.latents["y_hat"], model.quality_tensor(quality, 1, x.device), out=out)
+    model.synthesis(enc.latents["y_hat"], q, out=out)
     target = x if x.dtype == torch.uint8 else _clamp_to(torch.uint8)(x)
     sse = 0.0
     for top in range(0, H, 256):  # in row bands: no whole-image float copy
         diff = out[..., top : top + 256, :].double() - target[..., top : top + 256, :].double()
         sse += float((diff * diff).sum())
-    q = model.quality_tensor(quality, 1, x.device)
-    lam = lambda_for(float(quality) if q is None else float(q[0]))
     return lam * sse / (3 * H * W) + 8 * sum(map(len, enc.streams)) / (H * W)
 
 
