@@ -69,28 +69,54 @@ SAME_STEPS_AS = {"a2": "a"}
 QUIET = Path("/tmp/licodec-quiet")  # other work on this machine waits while it exists
 
 
-def calibrate(key: str, a) -> dict:
-    """The run's training step time on this machine (bf16/auto precision, torch.compile, batch 8 of
-    256²): the fastest of 4 timed steps after 2 warm-up steps, with the machine kept quiet."""
-    key = SAME_STEPS_AS.get(key, key)
-    path = RESULTS / f"{key}.calib.json"
-    if path.exists():
-        return json.loads(path.read_text())
+# A run first timed on a machine of another kind than the one its reference run was calibrated on
+# (the budgets of a, b, c, d, e were set on an Intel Xeon with AMX-BF16) gets the reference run's steps
+# scaled by the two step times measured together here: compute matched in the reference machine's
+# seconds. (f) costs what (d) costs up to its group sizes; (m) is (c) with a random mask.
+RELATIVE_TO = {"f": "d", "m": "c"}
+
+
+def _time_step(key: str, a) -> dict:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from train_speed import time_steps
 
     from licodec.precision import resolve_precision
 
     name, config, extra, _ = RUNS[key]
+    mode = resolve_precision(a.precision, "cpu")
+    cfg = {**config, "random_mask": True} if "--random-mask" in extra else config
+    return {"mode": mode, **time_steps(name, cfg, mode, 8, 256, 4, 2, True, variable_rate=False)}
+
+
+def calibrate(key: str, a) -> dict:
+    """The run's step budget: ``a.budget`` minutes of its training step (precision ``auto``,
+    torch.compile, batch 8 of 256²; the fastest of 4 timed steps after 2 warm-up steps, the machine
+    kept quiet), or, for a run in `RELATIVE_TO` whose reference is calibrated, the reference's steps
+    times (reference step time / this run's step time), both timed here."""
+    key = SAME_STEPS_AS.get(key, key)
+    path = RESULTS / f"{key}.calib.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from licodec.evaluation.machine import machine_info, machine_line
+
+    ref = RELATIVE_TO.get(key)
+    ref_calib = calibrate(ref, a) if ref and (RESULTS / f"{ref}.calib.json").exists() else None
     QUIET.touch()
     try:
-        mode = resolve_precision(a.precision, "cpu")
-        cfg = {**config, "random_mask": True} if "--random-mask" in extra else config
-        r = time_steps(name, cfg, mode, 8, 256, 4, 2, True, variable_rate=False)
+        r = _time_step(key, a)
+        r_ref = _time_step(ref, a) if ref_calib else None
     finally:
         QUIET.unlink(missing_ok=True)
-    calib = {"s_per_step": r["min_s"], "median_s": r["s_per_step"], "mode": mode, "compile": True,
-             "steps": int(round(a.budget * 60 / r["min_s"])), "budget_minutes": a.budget}
+    calib = {"s_per_step": r["min_s"], "median_s": r["s_per_step"], "mode": r["mode"], "compile": True,
+             "budget_minutes": a.budget, "machine": machine_line(machine_info())}
+    if r_ref is None:
+        calib["steps"] = int(round(a.budget * 60 / r["min_s"]))
+    else:
+        ratio = r_ref["min_s"] / r["min_s"]
+        calib.update(steps=int(round(ref_calib["steps"] * ratio)), relative_to=ref,
+                     ref_s_per_step_here=r_ref["min_s"], ref_steps=ref_calib["steps"],
+                     s_per_step=ref_calib["s_per_step"] / ratio)  # in the reference machine's seconds
+        calib["s_per_step_here"] = r["min_s"]
     path.write_text(json.dumps(calib, indent=1) + "\n")
     return calib
 
@@ -164,23 +190,27 @@ def evaluate(key: str, weights: Path, a) -> dict:
 def report(a) -> None:
     rows = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if p.stem in RUNS}
     lines = ["# The seed papers' ablations at equal compute (`benchmarks/study.py`)", ""]
-    machine = rows[next(iter(rows))].get("machine", "") if rows else "(no run finished yet)"
+    machines = sorted({r["machine"].split(";")[0] for r in rows.values() if r.get("machine")})
+    machine = "; ".join(machines) if machines else "(no run finished yet)"
     lines += [f"Quality {QUALITY} (λ = {LAMBDAS[QUALITY]}), batch 8 of 256² crops, lr 1e-4 constant, "
               f"{a.budget:g} quiet-machine minutes of training steps per run (steps = budget / the run's measured step time), validation on `data/val` (whole photos, estimated "
-              f"rate of the rounded latents; λD+R = bpp + λ·255²·MSE). Machine: {machine}.", ""]
-    lines += ["| run | model | what | steps | s/step | val bpp | val PSNR | λD+R | vs (a) | decode 768×512 (s) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              f"rate of the rounded latents; λD+R = bpp + λ·255²·MSE). Machines: {machine}. The step times "
+              "are the reference machine's (a run first timed on another machine: see `RELATIVE_TO`); decode "
+              "times are those of the machine a run was trained on (column \"trained on\").", ""]
+    lines += ["| run | model | what | steps | s/step | val bpp | val PSNR | λD+R | vs (a) | decode 768×512 (s) | trained on |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     ref = rows.get("a", {}).get("val_rd_cost")
     for key in RUNS:
         r = rows.get(key)
         if r is None:
-            lines.append(f"| {key} | {RUNS[key][0]} | {RUNS[key][3]} | not run yet | | | | | | |")
+            lines.append(f"| {key} | {RUNS[key][0]} | {RUNS[key][3]} | not run yet | | | | | | | |")
             continue
         rel = f"{100 * (r['val_rd_cost'] / ref - 1):+.2f} %" if ref else ""
         dec = f"{r['decode_768x512_s']:.3f}" if r.get("decode_768x512_s") else ""
         sps = f"{r['s_per_step']:.2f}" if r.get("s_per_step") else ""
         lines.append(f"| {key} | {r['model']} | {r['what']} | {r['steps']} | {sps} | {r['val_bpp']:.4f} | "
-                     f"{r['val_psnr']:.3f} | {r['val_rd_cost']:.4f} | {rel} | {dec} |")
+                     f"{r['val_psnr']:.3f} | {r['val_rd_cost']:.4f} | {rel} | {dec} | "
+                     f"{r.get('machine', '').split(' (')[0]}, {r.get('precision') or ''} |")
     if "a" in rows and "a2" in rows:
         noise = 100 * abs(rows["a2"]["val_rd_cost"] / rows["a"]["val_rd_cost"] - 1)
         lines += ["", f"Run-to-run noise (a vs a2, seeds 0 and 1): {noise:.2f} % of λD+R."]
