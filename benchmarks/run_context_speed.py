@@ -40,7 +40,7 @@ def main(argv=None) -> int:
 
     from licodec.evaluation.bench import BenchSpec, bench_input, bench_one
     from licodec.evaluation.machine import machine_info, machine_line
-    from licodec.registry import create_model
+    from licodec.models import create_model
     from licodec.weights import save_weights
 
     if a.threads:

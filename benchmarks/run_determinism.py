@@ -4,7 +4,7 @@
 For each validation photo and quality: encode with 1, 2 and 4 torch threads (the .lic bytes must
 be identical) and decode the same file with 1, 2 and 4 threads (the latents are checked by their
 checksum; the decoded 8-bit pixels are compared with the 1-thread decode). Then decode it with
-every convolution summing its input channels in reverse order (`licodec.testing.reordered_sums`:
+every convolution summing its input channels in reverse order (`testkit.reordered_sums`:
 what another CPU kernel or a GPU does to float sums), once as the format version 2 file it is and
 once re-encoded as version 1 (float32 entropy parameters), the control. With a CUDA device
 (``--device cuda``, default: when one is available), also encode on the GPU and decode across
@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # testkit.reordered_sums (not installed)
 THREADS = (1, 2, 4)
 
 
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     from licodec.errors import LicodecError
     from licodec.evaluation.machine import machine_info, machine_line
     from licodec.imageio import read_image
-    from licodec.testing import reordered_sums
+    from testkit import reordered_sums
 
     def decodes(data, device="cpu") -> bool:
         try:

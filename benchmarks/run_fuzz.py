@@ -5,12 +5,12 @@ Makes a tiny random-init model of every registered kind, two also variable-rate 
 per decode), encodes seed images of a few sizes (1x1, odd sizes, a grayscale one) with each, then
 runs three fuzzers:
 
-- `licodec.fuzz.run_fuzz`: mutated .lic files, each decoded in process through
+- `testkit.fuzz.run_fuzz`: mutated .lic files, each decoded in process through
   `licodec.codec.decode(data, weights=...)`, and 1% of them also through
   `python -m licodec.cli decompress`;
-- `licodec.fuzz_header.run_header_fuzz`: header fields the decoder depends on (quality, size,
+- `testkit.fuzz_header.run_header_fuzz`: header fields the decoder depends on (quality, size,
   channels, version, ...) edited behind a recomputed file CRC: every case must fail;
-- `licodec.fuzz_weights.run_weight_fuzz`: mutated weight files (metadata, config, shapes, dtypes,
+- `testkit.fuzz_weights.run_weight_fuzz`: mutated weight files (metadata, config, shapes, dtypes,
   values, raw bytes), each loaded, used to encode a small image and to decode the result, 1% also
   through `python -m licodec.cli compress --weights`.
 
@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # testkit: the fuzzers and tiny models (not installed)
 
 # variable-rate weights too (gain units: the header's quality drives the decoder), coded at q 3.5
 VARIABLE_RATE = ("mbt2018-mean", "han2024-cca")
@@ -42,8 +43,8 @@ def variants() -> list[tuple[str, str, dict, bool]]:
     """(label, model name, config, variable rate) of every weight file the seeds are made with."""
     import dataclasses
 
-    from licodec.registry import get_model_class
-    from licodec.testing import TINY_CONFIGS as MODELS
+    from licodec.models import get_model_class
+    from testkit import TINY_CONFIGS as MODELS
 
     out = [(name, name, config, False) for name, config in MODELS.items()]
     for name in VARIABLE_RATE:
@@ -53,7 +54,7 @@ def variants() -> list[tuple[str, str, dict, bool]]:
 
 
 def make_seeds(folder: Path):
-    """One weight file per variant and its seed files: [licodec.fuzz.Seed]."""
+    """One weight file per variant and its seed files: [testkit.fuzz.Seed]."""
     from importlib import resources
 
     import numpy as np
@@ -61,8 +62,8 @@ def make_seeds(folder: Path):
     from PIL import Image
 
     from licodec.codec import Codec
-    from licodec.fuzz import Seed
-    from licodec.registry import create_model
+    from testkit.fuzz import Seed
+    from licodec.models import create_model
     from licodec.weights import save_weights
 
     photo = np.asarray(Image.open(str(resources.files("licodec") / "data" / "sample.png")).convert("RGB"))
@@ -102,7 +103,7 @@ def source_state() -> dict:
 
 
 def markdown(s: dict, machine: str) -> str:
-    from licodec.fuzz import Mutator
+    from testkit.fuzz import Mutator
 
     o = s["outcomes"]
     lines = [
@@ -264,9 +265,9 @@ def main(argv=None) -> int:
     import torch
 
     from licodec.evaluation.machine import machine_info, machine_line
-    from licodec.fuzz import Mutator, check_cli, run_case, run_fuzz
-    from licodec.fuzz_header import HeaderEditor, run_header_fuzz
-    from licodec.fuzz_weights import WeightMutator, check_cli_weights, run_weight_case, run_weight_fuzz
+    from testkit.fuzz import Mutator, check_cli, run_case, run_fuzz
+    from testkit.fuzz_header import HeaderEditor, run_header_fuzz
+    from testkit.fuzz_weights import WeightMutator, check_cli_weights, run_weight_case, run_weight_fuzz
 
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory(prefix="licodec-fuzz-") as tmp:

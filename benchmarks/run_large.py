@@ -259,7 +259,7 @@ def main(argv=None) -> int:
 
     from licodec.evaluation.machine import machine_info
     from licodec.models.tiling import DEFAULT_TILE
-    from licodec.registry import create_model
+    from licodec.models import create_model
 
     torch.set_num_threads(a.threads)
     W, H = (int(v) for v in a.size.split("x"))

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "src"))
 from licodec.evaluation.machine import machine_info  # noqa: E402
 from licodec.models.cca import CPU_CONFIG, SMALL_CONFIG  # noqa: E402
 from licodec.precision import cpu_flags, resolve_precision  # noqa: E402
-from licodec.registry import create_model  # noqa: E402
+from licodec.models import create_model  # noqa: E402
 from licodec.metrics import rd_loss  # noqa: E402
 from licodec.rate import lambda_for  # noqa: E402
 from licodec.train import set_precision, train_step  # noqa: E402

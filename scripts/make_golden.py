@@ -8,7 +8,7 @@ there to make a change that breaks old files fail. Never regenerate them to make
     python scripts/make_golden.py lee2019-ctx  # only these models
 
 Models with shipped weights (the default, mbt2018-mean) use them; the others use tiny random-init
-weights (`licodec.testing.TINY_CONFIGS` with N = M = 8, seed 0, g_a's last layer scaled by 20 so that y codes real
+weights (`testkit.TINY_CONFIGS` with N = M = 8, seed 0, g_a's last layer scaled by 20 so that y codes real
 symbols, NAF blocks' residual scales nonzero), stored beside the files in float16.
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
+sys.path.insert(0, str(GOLDEN.parent))  # testkit: the tiny models (not installed)
 INDEX = GOLDEN / "golden.json"
 # the current version, and version 3 (the float64 tables of versions 1 to 3; version 2 decodes
 # alike, version 1 only on the kind of machine that wrote it)
@@ -46,8 +47,8 @@ def golden_config(name: str, tiny: dict) -> dict:
 
 
 def tiny_weights(name: str, path: Path) -> None:
-    from licodec.registry import create_model
-    from licodec.testing import TINY_CONFIGS
+    from licodec.models import create_model
+    from testkit import TINY_CONFIGS
     from licodec.weights import save_weights
 
     torch.manual_seed(0)
@@ -87,7 +88,7 @@ def digests(codec, data: bytes) -> dict:
 def main(names: list[str]) -> None:
     from licodec.codec import Codec
     from licodec.format import VERSION as FORMAT_VERSION
-    from licodec.registry import model_names
+    from licodec.models import model_names
 
     index = json.loads(INDEX.read_text()) if INDEX.exists() else {}
     for name in names or model_names():

@@ -4,10 +4,10 @@ import torch
 from importlib import resources
 from pathlib import Path
 
-from licodec.registry import create_model
+from licodec.models import create_model
 from licodec.weights import save_weights
 
-from licodec.testing import TINY, TINY_CCA, TINY_CONFIGS  # noqa: F401  (re-exported to the tests)
+from testkit import TINY, TINY_CCA, TINY_CONFIGS  # noqa: F401  (re-exported to the tests)
 
 HYPERPRIOR_MODELS = ["bmshj2018-hyperprior", "mbt2018-mean"]
 

@@ -9,7 +9,8 @@ from conftest import tiny_model
 from licodec.codec import Codec, decode
 from licodec.errors import FormatError, ImageError, LicodecError
 from licodec.format import pack, unpack
-from licodec.registry import ConfigError, UnknownModelError, create_model
+from licodec.registry import ConfigError, UnknownModelError
+from licodec.models import create_model
 from licodec.weights import WeightsError, save_weights
 
 

@@ -7,7 +7,7 @@ so every setting runs in its own subprocess: one per setting encodes every model
 per setting decodes every file. Every encode must give the same bytes, and every decode the same
 latents (the decoder also checks the file's latent CRC).
 
-The models are tiny random-init ones (`licodec.testing.TINY_CONFIGS`), each in three variants:
+The models are tiny random-init ones (`testkit.TINY_CONFIGS`), each in three variants:
 ``plain``; ``busy``, g_a's output scaled up so that y has real symbol variety and the NAF blocks'
 residual scales made nonzero, so that han2024-cca's LayerNorm (whose torch.sqrt differs between MKL
 instruction sets) decides symbols; ``extreme``, g_a and h_a scaled so far that z and y symbols

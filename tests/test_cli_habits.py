@@ -111,14 +111,15 @@ def test_help_does_not_import_torch():
 
 
 def test_help_defaults_agree_with_the_code():
-    from licodec import codec, defaults
-    from licodec.models import tiling
+    import inspect
 
-    assert (defaults.DEFAULT_MODEL, defaults.DEFAULT_QUALITY) == (codec.DEFAULT_MODEL, codec.DEFAULT_QUALITY)
-    assert defaults.DEFAULT_TILE == tiling.DEFAULT_TILE
+    from licodec import codec, defaults
     from licodec.models import refine
 
-    assert defaults.MAX_EFFORT == refine.MAX_EFFORT
+    assert (defaults.DEFAULT_MODEL, defaults.DEFAULT_QUALITY) == (codec.DEFAULT_MODEL, codec.DEFAULT_QUALITY)
+    assert inspect.signature(codec.Codec).parameters["tile"].default == defaults.DEFAULT_TILE
+    # every effort level the CLI accepts has an optimiser schedule, and "max" is the last one
+    assert sorted(refine.EFFORT_STEPS) == list(range(defaults.MAX_EFFORT + 1))
 
 
 # --- item 4: SIGTERM and output paths checked first --------------------------------------------

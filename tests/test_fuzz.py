@@ -14,7 +14,7 @@ from conftest import tiny_model
 
 from licodec.codec import Codec
 from licodec.format import VERSION, pack, unpack
-from licodec.fuzz import Mutator, Seed, check_cli, layout, run_case, run_fuzz
+from testkit.fuzz import Mutator, Seed, check_cli, layout, run_case, run_fuzz
 from licodec.weights import save_weights
 
 

@@ -7,9 +7,9 @@ import torch
 
 from conftest import tiny_model
 from licodec.codec import Codec
-from licodec.fuzz import Seed
-from licodec.fuzz_header import HeaderEditor, run_header_fuzz
-from licodec.fuzz_weights import WeightMutator, run_weight_case, run_weight_fuzz
+from testkit.fuzz import Seed
+from testkit.fuzz_header import HeaderEditor, run_header_fuzz
+from testkit.fuzz_weights import WeightMutator, run_weight_case, run_weight_fuzz
 from licodec.weights import save_weights
 
 
@@ -85,7 +85,7 @@ def test_weight_cases_are_deterministic(files):
 def test_weight_harness_flags_warnings(files, rgb, tmp_path, monkeypatch):
     import warnings
 
-    import licodec.fuzz_weights as fw
+    import testkit.fuzz_weights as fw
 
     def warns(path, rgb):
         warnings.warn("overflow", RuntimeWarning)

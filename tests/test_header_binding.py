@@ -15,7 +15,7 @@ from conftest import tiny_model
 from licodec.codec import Codec, decode
 from licodec.errors import FormatError
 from licodec.format import VERSION, header_crc, latent_check, unpack
-from licodec.fuzz import layout
+from testkit.fuzz import layout
 from licodec.weights import save_weights
 
 

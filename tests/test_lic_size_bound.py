@@ -13,7 +13,7 @@ from licodec import format as fmt
 from licodec.cli import _Fail, _read_lic
 from licodec.errors import FormatError
 from licodec.format import LicFile, max_payload, pack, read_header, unpack
-from licodec.fuzz import guarded
+from testkit.fuzz import guarded
 
 BIG = 512 * 2**20  # the file: 512 MiB declaring a 64x64 image
 

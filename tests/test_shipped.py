@@ -97,7 +97,7 @@ def test_files_decode_whatever_order_the_machine_sums_in(sample_rgb):
     the convolutions in another order (here: input channels reversed, as a GPU or another CPU kernel
     might) decodes every file to the same latents, and encodes the same bytes."""
     from licodec.format import VERSION, unpack
-    from licodec.testing import reordered_sums
+    from testkit import reordered_sums
 
     for q in default_qualities():
         codec = Codec.pretrained(DEFAULT_MODEL, q)
@@ -114,7 +114,7 @@ def test_float_parameters_would_not_survive_another_summation_order(sample_rgb):
     """The control for the test above: version 1 files (float32 entropy parameters, still decoded
     as they were made) fail under reordered sums for some quality — what version 2 removes."""
     from licodec.errors import FormatError
-    from licodec.testing import reordered_sums
+    from testkit import reordered_sums
 
     files = [Codec.pretrained(DEFAULT_MODEL, q).encode(sample_rgb, version=1) for q in default_qualities()]
     failed = 0

@@ -289,7 +289,7 @@ def test_cpu_budget_ends_the_run_and_is_summed_over_resumes(tmp_path, train_imag
 def test_compiled_transforms_train_like_eager_ones():
     """--compile: the same parameters and state_dict keys, training outputs equal to eager ones,
     evaluation untouched."""
-    from licodec.registry import create_model
+    from licodec.models import create_model
 
     torch.manual_seed(0)
     m = create_model("mbt2018-mean", {"N": 8, "M": 12}).train()

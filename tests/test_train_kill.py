@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from conftest import train_args
 from licodec import train
-from licodec.registry import create_model
+from licodec.models import create_model
 from licodec.weights import load_weights
 from test_train import assert_same_tensors, log_rows
 
@@ -75,8 +75,7 @@ def test_sigkill_while_writing_checkpoint_keeps_the_previous_one(tmp_path, train
     assert [r[0] for r in log_rows(tmp_path / "b" / "log.csv")[1:]] == ["1", "2", "3"]
 
     model = create_model("mbt2018-mean", {"N": 8, "M": 12})
-    step, best = train.load_checkpoint(ckpt, model, torch.optim.Adam(model.parameters()), torch.Generator())
-    assert step == 2 and best < float("inf")
+    assert train.load_checkpoint(ckpt, model, torch.optim.Adam(model.parameters()), torch.Generator()) == 2
 
     # --resume continues from step 2, ignores the leftover temp file, and ends exactly where the
     # uninterrupted run ends; the rows the killed run logged past its checkpoint are not repeated

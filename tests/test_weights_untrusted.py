@@ -15,7 +15,7 @@ from conftest import tiny_model
 from licodec import cli
 from licodec.codec import Codec, decode
 from licodec.errors import LicodecError
-from licodec.fuzz import guarded
+from testkit.fuzz import guarded
 from licodec.weights import WeightsError, fingerprint, load_weights, read_metadata, save_weights
 
 

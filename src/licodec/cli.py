@@ -324,7 +324,7 @@ def cmd_info(a) -> int:
 
 def cmd_models(a) -> int:
     from .codec import DEFAULT_MODEL
-    from .registry import get_model_class, model_names
+    from .models import get_model_class, model_names
     from .weights import shipped_variable_rate, shipped_weights
 
     shipped, vr = shipped_weights(), shipped_variable_rate()
@@ -409,7 +409,7 @@ def cmd_masks(a) -> int:
 
 
 def _tile(text: str) -> int:
-    from .models.tiling import check_tile
+    from .defaults import check_tile
 
     try:
         return check_tile(int(text))
@@ -418,17 +418,12 @@ def _tile(text: str) -> int:
 
 
 def _effort(text: str) -> int:
-    from .defaults import MAX_EFFORT
+    from .defaults import MAX_EFFORT, check_effort
 
-    if text.strip().lower() == "max":
-        return MAX_EFFORT
     try:
-        value = int(text)
+        return check_effort(text if text.strip().lower() == "max" else int(text))
     except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_EFFORT:
-        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_EFFORT} or max, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_EFFORT} or max, got {text!r}") from None
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):

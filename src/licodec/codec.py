@@ -43,15 +43,12 @@ import torch
 from .errors import FormatError, ImageError, LicodecError
 from .format import (HEADER_BINDING, INTEGER_TABLES, MAX_METADATA, METADATA_TAGS, METADATA_VERSION,
                      VERSION as FORMAT_VERSION, LicFile, check_size, latent_check, max_payload, pack, unpack)
-from .models.base import LatentMismatchError, _clamp_to
-from .models.refine import check_effort
-from .models.tiling import DEFAULT_TILE, check_tile
+from .defaults import DEFAULT_MODEL, DEFAULT_QUALITY, DEFAULT_TILE, check_effort, check_tile  # noqa: F401
 from .entropy.coder import CodingError, legacy_tables
 from .entropy.exact import InexactOperationError
 from .rate import check_quality
+from .models.base import LatentMismatchError, _clamp_to
 from .weights import WeightsError, find_by_fingerprint, find_weights, load_weights, shipped_models
-
-from .defaults import DEFAULT_MODEL, DEFAULT_QUALITY  # noqa: E402,F401  (re-exported)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -241,7 +238,7 @@ def codec_for(f: LicFile, device: str = "cpu", weights: str | Path | None = None
     """The codec that decodes ``f``: explicit weights, or the shipped ones with the same fingerprint."""
     if weights is not None:
         return Codec.from_weights(weights, device, tile=tile)
-    from .registry import get_model_class
+    from .models import get_model_class
 
     get_model_class(f.model)  # unknown model name -> clear error
     path = find_by_fingerprint(f.model, f.fingerprint)

@@ -65,12 +65,12 @@ exactly, and the decoder tiles its synthesis transform as it chooses.
 
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 from dataclasses import dataclass, field
 
 from .errors import FormatError
+from .registry import MODEL_NAME
 
 MAGIC = b"\x89LIC"
 VERSION = 4  # written; every version from 1 up to it is read
@@ -82,7 +82,6 @@ METADATA_TAGS = {"icc": b"ICCP", "exif": b"EXIF"}  # LicFile.metadata keys -> ch
 MAX_SIDE = 65_535
 MAX_PIXELS = 2**26  # 67 Mpx (64 Mi): coding tiles the transforms, but the latents and the uint8 image stay whole
 MAX_STREAMS = 16
-MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")  # registry keys; nothing a terminal would interpret
 _FIXED = struct.Struct("<8sfIIBBIB")  # fingerprint, quality, h, w, channels, bit depth, latent crc, k
 _BOUND = struct.Struct("<8sfIIBB")  # the part of _FIXED that `header_crc` covers (up to the bit depth)
 HEADER_MAX = 7 + 64 + _FIXED.size + 4 * MAX_STREAMS + 4  # the longest header: up to the streams

@@ -1,10 +1,14 @@
 """The one registry of models. The registry key is the name used by the CLI (``-m``), by weight
 files (``<name>-q<quality>.safetensors``) and in the ``.lic`` header, so a file always names the
-model that decodes it. Keys are never reused or renamed."""
+model that decodes it. Keys are never reused or renamed.
+
+This module only holds the table and the rule for names: the model modules register themselves
+(`register_model`), and the lookups that need every model registered (`create_model`,
+`get_model_class`, `model_names`) are in `licodec.models`, whose import registers them all."""
 
 from __future__ import annotations
 
-import dataclasses
+import re
 from typing import TYPE_CHECKING, Callable
 
 from .errors import LicodecError
@@ -13,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models.base import CompressionModel
 
 MODELS: dict[str, type["CompressionModel"]] = {}
+MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")  # written in .lic headers; nothing a terminal would interpret
 
 
 class UnknownModelError(KeyError, LicodecError):
@@ -29,8 +34,6 @@ class ConfigError(ValueError, LicodecError):
 
 def register_model(name: str) -> Callable[[type], type]:
     def wrap(cls):
-        from .format import MODEL_NAME
-
         if not MODEL_NAME.fullmatch(name):
             raise ValueError(f"model name {name!r} must match {MODEL_NAME.pattern} (it is written in .lic headers)")
         if name in MODELS:
@@ -40,33 +43,3 @@ def register_model(name: str) -> Callable[[type], type]:
         return cls
 
     return wrap
-
-
-def get_model_class(name: str) -> type["CompressionModel"]:
-    from . import models  # noqa: F401  (importing registers every model)
-
-    try:
-        return MODELS[name]
-    except KeyError:
-        known = ", ".join(sorted(MODELS)) or "none"
-        raise UnknownModelError(f"unknown model {name!r} (known: {known})") from None
-
-
-def create_model(name: str, config: dict | None = None, **overrides) -> "CompressionModel":
-    """Build a model from its registry name and a (partial) config; unknown keys are an error."""
-    cls = get_model_class(name)
-    fields = {f.name for f in dataclasses.fields(cls.config_cls)}
-    values = {**(config or {}), **overrides}
-    bad = sorted(set(values) - fields)
-    if bad:
-        raise ConfigError(f"unknown config field(s) for {name}: {', '.join(bad)}")
-    try:
-        return cls(cls.config_cls(**values))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"invalid config for {name}: {e}") from None
-
-
-def model_names() -> list[str]:
-    from . import models  # noqa: F401
-
-    return sorted(MODELS)

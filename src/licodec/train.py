@@ -32,7 +32,7 @@ from .data import CropSampler, Prefetcher, list_images, load_rgb
 from .errors import LicodecError
 from .metrics import bpp_from_likelihoods, psnr, rd_loss
 from .precision import resolve_precision
-from .registry import create_model
+from .models import create_model
 from .rate import LAMBDAS, MAX_QUALITY, lambda_for
 from .weights import atomic_write, dense, load_weights, save_weights
 
@@ -131,7 +131,7 @@ def _rng_state(sampler_state: torch.Tensor, device=None) -> tuple[torch.Tensor, 
     return torch.get_rng_state(), sampler_state
 
 
-def save_checkpoint(path: Path, model, opt, step: int, rng: list, args: dict, best: float,
+def save_checkpoint(path: Path, model, opt, step: int, rng: list, args: dict,
                     write: bool = True, clock: dict | None = None, moments: str = "fp32") -> None:
     """Model, Adam moments and the RNG states of every rank (``rng``: one `_rng_state` per rank),
     in one safetensors file written atomically (a kill mid-write leaves the previous one).
@@ -149,14 +149,14 @@ def save_checkpoint(path: Path, model, opt, step: int, rng: list, args: dict, be
         tensors[f"rng.{r}.sampler"] = sampler_state
         if cuda_state:
             tensors[f"rng.{r}.cuda"] = cuda_state[0]
-    meta = {"step": str(step), "args": json.dumps(args), "optim": json.dumps(ometa), "best": repr(best),
+    meta = {"step": str(step), "args": json.dumps(args), "optim": json.dumps(ometa),
             "model": model.name, "model_config": json.dumps(model.config_dict()),
             "ranks": str(len(rng)), "clock": json.dumps(clock or {})}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def load_checkpoint(path: Path, model, opt, gen: torch.Generator, rank: int = 0, device="cpu",
-                    world: int = 1) -> tuple[int, float]:
+                    world: int = 1) -> int:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
     tensors = load_file(str(path))
@@ -170,7 +170,7 @@ def load_checkpoint(path: Path, model, opt, gen: torch.Generator, rank: int = 0,
     gen.set_state(tensors[f"rng.{rank}.sampler"])
     if f"rng.{rank}.cuda" in tensors and torch.device(device).type == "cuda":
         torch.cuda.set_rng_state(tensors[f"rng.{rank}.cuda"], torch.device(device))
-    return int(meta["step"]), float(meta["best"])
+    return int(meta["step"])
 
 
 def checkpoint_clock(path: Path) -> dict:
@@ -282,11 +282,11 @@ def learning_rate(args: argparse.Namespace, step: int) -> float:
 VAL_QUALITIES = (1.0, 4.0, 8.0)  # where variable-rate models are validated
 
 
-def _val_points(variable_rate: bool, lmbda: float) -> list[tuple[float | None, float, str]]:
-    """(quality passed to the model, λ of the RD cost, suffix of the log columns) per validation point."""
+def _val_points(variable_rate: bool) -> list[tuple[float | None, str]]:
+    """(quality passed to the model, suffix of the log columns) per validation point."""
     if not variable_rate:
-        return [(None, lmbda, "")]
-    return [(q, lambda_for(q), f"_q{q:g}") for q in VAL_QUALITIES]
+        return [(None, "")]
+    return [(q, f"_q{q:g}") for q in VAL_QUALITIES]
 
 
 @torch.no_grad()
@@ -303,18 +303,16 @@ def validate(model, images: list[torch.Tensor], quality: float | None = None) ->
     return {"val_bpp": sum(bpps) / len(bpps), "val_psnr": sum(psnrs) / len(psnrs)}
 
 
-def validate_all(model, images, lmbda: float) -> tuple[dict[str, float], float]:
-    """{column: value} for the log, and the RD cost (Σ over qualities of bpp + λ·255²·MSE) to track."""
-    cols, cost = {}, 0.0
-    for q, lam, suffix in _val_points(model.variable_rate, lmbda):
-        v = validate(model, images, q)
-        cols.update({k + suffix: x for k, x in v.items()})
-        cost += v["val_bpp"] + lam * 255**2 * 10 ** (-v["val_psnr"] / 10)
-    return cols, cost
+def validate_all(model, images) -> dict[str, float]:
+    """{column: value} for the log: validation bpp and PSNR at each point of `_val_points`."""
+    cols = {}
+    for q, suffix in _val_points(model.variable_rate):
+        cols.update({k + suffix: x for k, x in validate(model, images, q).items()})
+    return cols
 
 
 def val_columns(variable_rate: bool) -> list[str]:
-    return [k + suffix for _, _, suffix in _val_points(variable_rate, 0.0) for k in ("val_bpp", "val_psnr")]
+    return [k + suffix for _, suffix in _val_points(variable_rate) for k in ("val_bpp", "val_psnr")]
 
 
 class _Dist:
@@ -462,11 +460,11 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
         print(f"NOTE: {sampler.skipped} image(s) in {args.data} are smaller than --patch {args.patch} and are not used",
               file=sys.stderr)
     val_images = [load_rgb(p) for p in list_images(args.val)] if args.val and dd.main else []
-    step, best = 0, math.inf
+    step = 0
     clock0 = {}
     ckpt = out / CKPT
     if resume:
-        step, best = load_checkpoint(ckpt, model, opt, gen, dd.rank, dd.device, dd.world)
+        step = load_checkpoint(ckpt, model, opt, gen, dd.rank, dd.device, dd.world)
         clock0 = checkpoint_clock(ckpt)
         if dd.main:
             print(f"resumed from {ckpt} at step {step}")
@@ -501,13 +499,12 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
             bar.update(1)
             _check_auxiliary(terms, step)
             if logger is not None:
-                _log_step(logger, bar, model, val_images, args, lmbda, step, lr, terms)
-                best = min(best, logger.last_cost)
+                _log_step(logger, bar, model, val_images, args, step, lr, terms)
             if args.budget_cpu_minutes is not None:
                 budget_done = dd.agree(clock()["cpu_s"] >= 60 * args.budget_cpu_minutes)
             if dd.agree(time.monotonic() - last_ckpt > args.checkpoint_minutes * 60 or step == stop
                         or stop_signal.received is not None or budget_done):
-                save_checkpoint(ckpt, model, opt, step, dd.gather(_rng_state(sampler_state, dd.device)), vars_, best,
+                save_checkpoint(ckpt, model, opt, step, dd.gather(_rng_state(sampler_state, dd.device)), vars_,
                                 write=dd.main, clock=clock(), moments=args.state_moments)
                 last_ckpt = time.monotonic()
             if stop_signal.received is not None:
@@ -528,7 +525,7 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
     )
     if dd.main:
         model.eval()
-        v = validate_all(model, val_images, lmbda)[0] if val_images else {}
+        v = validate_all(model, val_images) if val_images else {}
         _export(model, export, args.quality, lmbda, args.half,
                 {"steps": step, "patch": args.patch, "batch_size": args.batch_size, "processes": dd.world,
                  "precision": precision, "train_wall_s": round(clock()["wall_s"], 1),
@@ -604,13 +601,12 @@ def _check_auxiliary(terms: dict, step: int) -> None:
                                "auxiliary model has collapsed; the last checkpoint is kept")
 
 
-def _log_step(logger, bar, model, val_images, args, lmbda, step, lr, terms) -> None:
+def _log_step(logger, bar, model, val_images, args, step, lr, terms) -> None:
     p = 10 * math.log10(1 / max(terms["mse"].item(), 1e-10))
     bar.set_postfix(loss=f"{terms['loss'].item():.3f}", bpp=f"{terms['bpp'].item():.3f}", psnr=f"{p:.2f}")
     v = {}
-    logger.last_cost = math.inf
     if val_images and (step % args.val_every == 0 or step == args.steps):
-        v, logger.last_cost = validate_all(model, val_images, lmbda)
+        v = validate_all(model, val_images)
         tqdm.write(f"step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
     logger.log(step, lr, terms, p, v)
 
@@ -631,7 +627,6 @@ class _Logger:
                  every: int = 50) -> None:
         path = out / "log.csv"
         self.columns = ["step", "time", "lr", *TRAIN_COLUMNS, *(f"r_g{i + 1}" for i in range(groups)), *val_cols]
-        self.last_cost = math.inf
         self.every = max(1, every)
         new = not path.exists() or step == 0
         if not new:  # a killed run may have logged past its last checkpoint: drop those rows

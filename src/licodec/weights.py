@@ -32,7 +32,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, safe_open
 
-from .registry import UnknownModelError, create_model, get_model_class
+from .registry import UnknownModelError
+from .models import create_model, get_model_class
 from .weights_check import VARIABLE, WeightsError  # noqa: F401  (WeightsError is re-exported)
 from .weights_check import (_first_line, check_config, check_header, check_values, expected_tensors, parse_metadata,
                             read_header)

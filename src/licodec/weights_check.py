@@ -35,7 +35,8 @@ import torch
 
 from .errors import LicodecError
 from .rate import check_quality
-from .registry import ConfigError, create_model, get_model_class
+from .registry import ConfigError
+from .models import create_model, get_model_class
 
 VARIABLE = "variable"  # the metadata quality of variable-rate weights
 MAX_CHANNELS = 4096  # any int config field (channels, widths): the models' papers use <= 320

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from conftest import TINY_CONFIGS, image_tensor, tiny_model
 from licodec.entropy import exact
 from licodec.entropy.gaussian import SCALE_LEVELS, scale_boundaries, scale_index
-from licodec.testing import reordered_sums
+from testkit import reordered_sums
 
 MODELS = sorted(TINY_CONFIGS)
 
@@ -34,16 +34,21 @@ def test_conv2d_equals_an_integer_reference():
 
 
 def test_results_do_not_depend_on_summation_order():
-    """Reversing the input channels reorders every sum of a float convolution; exact results stay."""
+    """Reversing the input channels reorders every sum of a convolution. On these inputs that
+    changes the float32 results (the control: the reordering has something to change), and leaves
+    the exact ones as they are."""
     g = torch.Generator().manual_seed(2)
     x = _grid(1, 64, 8, 8)
     w, b = torch.randn(32, 64, 5, 5, generator=g) * 0.05, torch.randn(32, generator=g)
+    assert not torch.equal(F.conv2d(x, w, b, 1, 2), F.conv2d(x.flip(1), w.flip(1), b, 1, 2))
     assert torch.equal(exact.conv2d(x, w, b, 1, 2), exact.conv2d(x.flip(1), w.flip(1), b, 1, 2))
     wt = torch.randn(64, 16, 5, 5, generator=g) * 0.05
+    assert not torch.equal(F.conv_transpose2d(x, wt, None, 2, 2, 1), F.conv_transpose2d(x.flip(1), wt.flip(0), None, 2, 2, 1))
     assert torch.equal(exact.conv_transpose2d(x, wt, None, 2, 2, 1),
                        exact.conv_transpose2d(x.flip(1), wt.flip(0), None, 2, 2, 1))
-    m, v = torch.randn(40, 64, generator=g), _grid(64)
-    assert torch.equal(exact.addmv(b[:1].expand(40).clone(), m, v), exact.addmv(b[:1].expand(40).clone(), m.flip(1), v.flip(0)))
+    m, v, b0 = torch.randn(40, 64, generator=g), _grid(64), b[:1].expand(40).clone()
+    assert not torch.equal(torch.addmv(b0, m, v), torch.addmv(b0, m.flip(1), v.flip(0)))
+    assert torch.equal(exact.addmv(b0, m, v), exact.addmv(b0, m.flip(1), v.flip(0)))
     n = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

@@ -136,8 +136,8 @@ def test_tableset_takes_integer_frequencies():
 def _tiny(name="mbt2018-mean"):
     import torch
 
-    from licodec.registry import create_model
-    from licodec.testing import TINY_CONFIGS
+    from licodec.models import create_model
+    from testkit import TINY_CONFIGS
 
     torch.manual_seed(0)
     return create_model(name, TINY_CONFIGS[name]).eval()

@@ -13,6 +13,7 @@ from PIL import Image
 
 from licodec.cli import main
 from licodec.evaluation import report, run
+from licodec.evaluation.curves import summarize
 from licodec.evaluation.quality import ms_ssim_db
 
 # key: (label, kind, settings, rate scale): a curve of scale s needs s times the bits of scale 1
@@ -41,7 +42,7 @@ def fake_results(names=("a.png", "b.png")) -> dict:
         files = {f"{q:g}": f"w{q:g}.safetensors" for q in params}
         info = ({"model": "mbt2018-mean", "weights": "custom", "files": files} if kind == "learned"
                 else {"settings": {"timing": "in process"}, "sweep": params})
-        curves[key] = {"label": label, "kind": kind, "param": "quality", **info, "points": run.summarize(rows, key)}
+        curves[key] = {"label": label, "kind": kind, "param": "quality", **info, "points": summarize(rows, key)}
     return {"format": "licodec-eval-1", "created": "2026-01-01T00:00:00+00:00", "command": ["licodec", "eval"],
             "machine": MACHINE, "seconds": 1.0, "folder": "imgs",
             "images": [{"name": n, "width": 64, "height": 48} for n in names], "anchor": "jpeg", "curves": curves,
@@ -85,7 +86,7 @@ def test_from_rerenders_with_another_anchor(tmp_path, no_codec, capsys):
         assert after["bd_rate"][m] != before["bd_rate"][m]
     assert after["bd_rate"]["psnr"]["jpeg"] == pytest.approx(25, abs=0.6)  # 1 / 0.8 of the bits
     for img in ("a.png", "b.png"):  # per image: the same function on that image's rows
-        pts = {k: run.summarize(before["rows"], k, img) for k in CURVES}
+        pts = {k: summarize(before["rows"], k, img) for k in CURVES}
         assert after["bd_rate_per_image"]["psnr"][img] == pytest.approx(run.bd_rates(pts, "webp", "psnr"))
     # nothing measured is changed: only the anchor, the BD-rates and the re-render record
     changed = {k for k in after if after[k] != before.get(k)}

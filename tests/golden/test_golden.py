@@ -22,7 +22,7 @@ import make_golden  # noqa: E402
 
 
 def test_every_model_has_a_golden_file():
-    from licodec.registry import model_names
+    from licodec.models import model_names
 
     assert sorted(k for k in INDEX if "@" not in k) == model_names(), (
         "a model without a golden file: run scripts/make_golden.py MODEL")

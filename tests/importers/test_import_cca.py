@@ -169,7 +169,7 @@ def test_full_size_key_list_infers_the_paper_config():
     want = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(CCAConfig()).items()}
     assert set(want) - set(cfg) == {"rate_levels", "alpha"}  # their defaults: fixed rate; alpha is training-only
     assert cfg == {k: want[k] for k in cfg} | {"use_cca": False}
-    from licodec.registry import create_model
+    from licodec.models import create_model
     with torch.device("meta"):
         model = create_model(MODEL, cfg)
     n_official = sum(v.numel() for k, v in sd.items() if v.is_floating_point() and "quantiles" not in k

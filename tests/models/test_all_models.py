@@ -8,7 +8,7 @@ from licodec.metrics import rd_loss
 from conftest import TINY_CONFIGS, image_tensor, tiny_model
 from licodec.entropy import CodingError
 from licodec.models.base import LatentMismatchError
-from licodec.registry import model_names
+from licodec.models import model_names
 
 MODELS = sorted(TINY_CONFIGS)
 

@@ -10,7 +10,7 @@ from conftest import TINY_CCA, train_args
 from licodec import train
 from licodec.metrics import rd_loss
 from licodec.models.cca import SMALL_CONFIG, group_sizes
-from licodec.registry import create_model
+from licodec.models import create_model
 from licodec.weights import load_weights
 
 

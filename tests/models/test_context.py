@@ -51,43 +51,67 @@ def test_serial_loop_matches_parallel_masked_convolution():
     assert len(seen) == y_hat.shape[2] * y_hat.shape[3]
 
 
-def test_checkerboard_anchor_params_ignore_all_latents_and_nonanchors_see_only_anchors():
+def _checkerboard_pass_params(m, c1, y):
+    """The (μ, σ) of the two passes of `_two_pass` when the latents are ``y``."""
+    seen = []
+
+    def code(sel, mu, sigma):
+        seen.append((mu, sigma))
+        return torch.round(y) * sel
+
+    m._two_pass(c1, code)
+    return seen
+
+
+def test_checkerboard_anchors_use_the_hyperprior_alone_and_nonanchors_use_the_anchors():
     m = tiny_model("he2021-checkerboard")
     g = torch.Generator().manual_seed(0)
     c1 = torch.randn(1, 48, 6, 6, generator=g)
     y = torch.randn(1, 24, 6, 6, generator=g) * 3
-    anchors = m.anchor_mask(6, 6)
-    calls = []
+    anchors = m.anchor_mask(6, 6)[0, 0]  # (6, 6)
+    (mu_a, s_a), (mu_n, s_n) = _checkerboard_pass_params(m, c1, y)
 
-    def code(sel, mu, sigma):
-        calls.append((sel, mu, sigma))
-        return torch.round(y) * sel
+    y_n = y.clone()
+    y_n[:, :, ~anchors] += 7  # every non-anchor changed: no parameter of either pass changes
+    (mu_a2, s_a2), (mu_n2, s_n2) = _checkerboard_pass_params(m, c1, y_n)
+    assert torch.equal(mu_a, mu_a2) and torch.equal(s_a, s_a2)
+    assert torch.equal(mu_n, mu_n2) and torch.equal(s_n, s_n2)
 
-    m._two_pass(c1, code)
-    y2 = y.clone()
-    y2[:, :, ~anchors[0, 0]] += 7  # change every non-anchor
-    y2[0, 0, 0, 0] += 0  # anchors unchanged
-    calls_a = calls[:]
-    calls.clear()
-    y = y2
-    m._two_pass(c1, code)
-    for (sel0, mu0, s0), (sel1, mu1, s1) in zip(calls_a, calls):
-        assert torch.equal(mu0, mu1) and torch.equal(s0, s1)  # nothing depends on non-anchors
+    y_a = y.clone()
+    y_a[:, :, anchors] += 7  # every anchor changed: the anchors' parameters stay (hyperprior only) ...
+    (mu_a3, s_a3), (mu_n3, s_n3) = _checkerboard_pass_params(m, c1, y_a)
+    assert torch.equal(mu_a, mu_a3) and torch.equal(s_a, s_a3)
+    changed = ((mu_n3 - mu_n).abs() + (s_n3 - s_n).abs()).sum(1)[0]  # (6, 6)
+    assert bool((changed[~anchors] > 0).all())  # ... and every non-anchor's parameters follow them
 
 
-def test_checkerboard_encoder_and_decoder_see_identical_parameters():
+def test_checkerboard_training_encoder_and_decoder_see_identical_parameters():
+    """The one context model serves all three: the encoder (over known latents) and the two-pass
+    decoder use the same (μ, σ) for each latent, and so does the training forward (eval mode) for
+    the anchors; for the non-anchors it differs only through the anchors' ŷ, which the coder puts
+    on the mean grid (ŷ = round(y - μ_q) + μ_q, μ_q a multiple of 1/64: `gaussian.MEAN_STEP`)."""
     m = tiny_model("he2021-checkerboard")
     x = torch.rand(1, 3, 64, 64)
-    seen = {"enc": [], "dec": []}
+    seen = {"train": [], "enc": [], "dec": []}
     gc = m.gaussian_conditional
-    orig_c, orig_d = gc.compress, gc.decompress
+    orig_f, orig_c, orig_d = gc.forward, gc.compress, gc.decompress
+    gc.forward = lambda y, mu, sigma, *a, **k: seen["train"].append((mu, sigma)) or orig_f(y, mu, sigma, *a, **k)
     gc.compress = lambda enc, y, mu, sigma: seen["enc"].append((mu, sigma)) or orig_c(enc, y, mu, sigma)
     gc.decompress = lambda dec, mu, sigma: seen["dec"].append((mu, sigma)) or orig_d(dec, mu, sigma)
-    enc = m.compress(x)
-    m.decode_latents(enc.streams, (64, 64))
-    assert len(seen["enc"]) == len(seen["dec"]) == 2  # one-pass encode, two-pass decode: two coding calls each
-    for (a, b), (c, d) in zip(seen["enc"], seen["dec"]):
-        assert torch.equal(a, c) and torch.equal(b, d)
+    with torch.no_grad():
+        m(x)
+        enc = m.compress(x, exact=False)
+        m.decode_latents(enc.streams, (64, 64), exact=False)
+    anchors = m.anchor_mask(4, 4)
+    for k, sel in enumerate((anchors, ~anchors)):  # pass 1: anchors, pass 2: non-anchors
+        sel = sel.expand_as(seen["train"][k][0])
+        for p in range(2):  # μ, σ
+            train, coded = seen["train"][k][p][sel], seen["enc"][k][p]
+            assert torch.equal(coded, seen["dec"][k][p])
+            if k == 0:
+                assert torch.equal(train, coded)
+            else:
+                assert (train - coded).abs().max() < 0.01  # the anchors' ŷ moved by < 1/128
 
 
 def test_named_masks():

@@ -18,7 +18,7 @@ from licodec.errors import LicodecError
 from licodec.layers.naf import NAFBlock, SimplifiedChannelAttention
 from licodec.models import base
 from licodec.models.tiling import check_tile, margins, receptive_field, tiled
-from licodec.registry import create_model, model_names
+from licodec.models import create_model, model_names
 
 CONV_MODELS = [n for n in TINY_CONFIGS if not n.startswith("han2024-cca")]  # transforms without global pooling
 

@@ -34,7 +34,8 @@ from torch import Tensor, nn
 
 from . import exact
 from .coder import CodingError, RangeDecoder, RangeEncoder, TableSet, check_frequencies, legacy_active, quantize_pmf
-from .quantize import lower_bound, quantize
+from ..layers.bound import lower_bound
+from .quantize import quantize
 
 Z_RANGE = 64  # coded support of z is the integers in [-Z_RANGE, Z_RANGE]; values outside are clamped
 LIKELIHOOD_MIN = 1e-9

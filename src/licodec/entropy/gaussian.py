@@ -35,26 +35,17 @@ from torch import Tensor, nn
 from . import exact
 from . import tables as integer_tables
 from .coder import CodingError, RangeDecoder, RangeEncoder, TableSet, legacy_active
-from .quantize import lower_bound, quantize
+from ..layers.bound import lower_bound
+from .quantize import quantize
+from .tables import LOG_STEP, OFFSET_STEPS, SCALE_LEVELS, SCALE_MAX, SCALE_MIN, scale_table, support  # noqa: F401  (the grid)
 
-SCALE_MIN = 0.11
-SCALE_MAX = 256.0
-SCALE_LEVELS = 128
 MEAN_STEP = 1.0 / 64.0  # grid of μ_q; a power of two so ŷ = s + μ_q is exact in float32
 LIKELIHOOD_MIN = 1e-9
-_LOG_STEP = math.log(SCALE_MAX / SCALE_MIN) / (SCALE_LEVELS - 1)
-
-
-def scale_table() -> np.ndarray:
-    return np.exp(np.log(SCALE_MIN) + _LOG_STEP * np.arange(SCALE_LEVELS, dtype=np.float64))
-
-
-OFFSET_STEPS = 16  # fractional mean offsets o = j/16, j = -8..8, for integer latents
 
 
 def _gaussian_table(o: float, s: float) -> tuple[np.ndarray, int]:
-    """Format versions 1 to 3: N(o, σ=s) discretized at the integers -r..r, r = max(32, ⌈24σ⌉): (pmf, -r)."""
-    r = max(32, math.ceil(24 * s))
+    """Format versions 1 to 3: N(o, σ=s) discretized at the integers -r..r, r = `support` (σ): (pmf, -r)."""
+    r = support(s)
     edges = torch.arange(-r - 0.5, r + 1.0, 1.0, dtype=torch.float64)  # 2r + 2 bin edges
     cdf = torch.special.ndtr((edges - o) / s)
     return (cdf[1:] - cdf[:-1]).numpy(), -r
@@ -105,7 +96,7 @@ def scale_boundaries() -> Tensor:
     grid steps away from every point of the exact-arithmetic grid, so that machines whose exp
     differs in the last bits still classify every grid value alike (checked here)."""
     with exact.suspended():
-        b = torch.exp(math.log(SCALE_MIN) + _LOG_STEP * (torch.arange(SCALE_LEVELS - 1, dtype=torch.float64) + 0.5))
+        b = torch.exp(math.log(SCALE_MIN) + LOG_STEP * (torch.arange(SCALE_LEVELS - 1, dtype=torch.float64) + 0.5))
         steps = b / exact.STEP
     if ((steps - torch.round(steps)).abs() < exact.TABLE_MARGIN).any():  # pragma: no cover - see the tests
         raise exact.InexactOperationError("a scale boundary is too close to a grid point")
@@ -121,7 +112,7 @@ def scale_index(sigma: Tensor) -> Tensor:
     if exact.active():
         return torch.bucketize(sigma.detach().double().cpu(), scale_boundaries(), right=True)
     sigma = sigma.detach().float().clamp(SCALE_MIN, SCALE_MAX)
-    idx = torch.round((torch.log(sigma) - math.log(SCALE_MIN)) / _LOG_STEP)
+    idx = torch.round((torch.log(sigma) - math.log(SCALE_MIN)) / LOG_STEP)
     return idx.clamp(0, SCALE_LEVELS - 1).long()
 
 

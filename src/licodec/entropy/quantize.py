@@ -44,23 +44,3 @@ def sga_round(v: Tensor, tau: float, generator: torch.Generator | None = None) -
     u = torch.rand(logits.shape, generator=generator, dtype=v.dtype, device=v.device).clamp_(1e-10, 1 - 1e-10)
     w = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)  # relaxed one-hot (Gumbel-softmax)
     return lo + w[..., 1]
-
-
-class LowerBound(torch.autograd.Function):
-    """max(x, bound) whose gradient still flows where it pushes x upward (Ballé et al. 2018)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, bound: float) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.bound = bound
-        return x.clamp_min(bound)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (x,) = ctx.saved_tensors
-        pass_through = (x >= ctx.bound) | (grad < 0)
-        return grad * pass_through.to(grad.dtype), None
-
-
-def lower_bound(x: Tensor, bound: float) -> Tensor:
-    return LowerBound.apply(x, bound)

@@ -1,7 +1,7 @@
 """The Gaussian conditional's integer coding tables (format version 4): constants of the format.
 
 Table (j, i), j = 0..OFFSET_STEPS // 2, i = 0..SCALE_LEVELS - 1, holds the integer frequencies of
-N(o, σ) with o = j / OFFSET_STEPS and σ = ``gaussian.scale_table()[i]``, discretized at the
+N(o, σ) with o = j / OFFSET_STEPS and σ = ``scale_table()[i]``, discretized at the
 integers -r..r, r = max(32, ⌈24σ⌉) (the supports of versions 1 to 3): pmf_k = Φ((k + 1/2 - o)/σ)
 - Φ((k - 1/2 - o)/σ), evaluated in float64 on the side of the mean where it is accurate, turned
 into frequencies by `licodec.entropy.coder.quantize_pmf` (each >= 1, total 2**PRECISION). A
@@ -26,10 +26,20 @@ import numpy as np
 
 from .coder import PRECISION, CodingError, quantize_pmf
 
-OFFSETS = 9  # j = 0..8: o = j/16 in [0, 1/2]
+# the grid the tables are indexed by: log-spaced scales, and fractional mean offsets o = j/16,
+# j = -8..8, for integer latents (negative offsets mirror positive ones: OFFSETS tables per scale)
+SCALE_MIN = 0.11
+SCALE_MAX = 256.0
 SCALE_LEVELS = 128
+OFFSET_STEPS = 16
+OFFSETS = OFFSET_STEPS // 2 + 1  # j = 0..8: o = j/16 in [0, 1/2]
+LOG_STEP = math.log(SCALE_MAX / SCALE_MIN) / (SCALE_LEVELS - 1)
 TABLES_FILE = "gaussian_tables.npz"
 TABLES_SHA256 = "18829f8de4427fb661189d987e9b3fab7c8056f9d944e14426460f26e05b281d"
+
+
+def scale_table() -> np.ndarray:
+    return np.exp(np.log(SCALE_MIN) + LOG_STEP * np.arange(SCALE_LEVELS, dtype=np.float64))
 
 
 def support(sigma: float) -> int:
@@ -51,8 +61,6 @@ def reference_pmf(o: float, sigma: float) -> tuple[np.ndarray, int]:
 
 def generate() -> list[np.ndarray]:
     """Every table's frequencies (int64), in the order (j, i), j major."""
-    from .gaussian import OFFSET_STEPS, scale_table
-
     scales = scale_table()
     return [quantize_pmf(reference_pmf(j / OFFSET_STEPS, float(scales[i]))[0])
             for j in range(OFFSETS) for i in range(SCALE_LEVELS)]

@@ -215,7 +215,7 @@ def bench_specs(models: list[str], quality: float | None, weights: list[str], tm
     import torch
 
     from ..codec import DEFAULT_QUALITY
-    from ..registry import create_model, get_model_class, model_names
+    from ..models import create_model, get_model_class, model_names
     from ..errors import notice
     from ..weights import (
         find_weights, metadata_quality, read_metadata, save_weights, shipped_variable_rate, shipped_weights,

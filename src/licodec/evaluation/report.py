@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..weights import atomic_write
+from .curves import summarize
 from .machine import machine_line
 
 Table = tuple[list[str], list[list[str]]]
@@ -243,8 +244,6 @@ def _finite(v) -> bool:
 def plot_per_image(results: dict, out_dir: Path) -> list[str]:
     """The per-image PSNR-vs-bpp figures of `per_image_pages` (stale ones removed); their names."""
     from matplotlib.figure import Figure
-
-    from .run import summarize
 
     out_dir = Path(out_dir)
     pages = per_image_pages(results)

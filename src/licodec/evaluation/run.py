@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import LicodecError, notice
 from .codecs import CODEC_KEYS, make_codec
+from .curves import summarize
 from .quality import ms_ssim_db, ms_ssim_rgb8, psnr_rgb8
 
 METRICS = ("psnr", "ms_ssim_db")  # the quality axes BD-rates are computed on
@@ -160,7 +161,7 @@ class _LearnedCoder:
 
 def learned_curves(models: list[str], qualities: list[float] | None, weights: list, device: str) -> list[Curve]:
     from ..codec import resolve_device
-    from ..registry import get_model_class
+    from ..models import get_model_class
     from ..weights import (
         WeightsError, find_weights, load_weights, metadata_quality, read_metadata, shipped_variable_rate,
         shipped_weights,
@@ -225,7 +226,7 @@ def _custom_label(model: str, config: dict) -> str:
     """'mbt2018-mean (M=96, N=64)': the config fields that differ from the model's defaults."""
     import dataclasses
 
-    from ..registry import get_model_class
+    from ..models import get_model_class
 
     defaults = dataclasses.asdict(get_model_class(model).config_cls())
     changed = ", ".join(f"{k}={v}" for k, v in sorted(config.items()) if defaults.get(k, object()) != v)
@@ -495,26 +496,6 @@ def _code_one(curve: Curve, p: float, stem: str, rgb: np.ndarray, folder: Path) 
         "enc_s": t1 - t0, "dec_s": t3 - t2,
     }
     return row, rec
-
-
-def summarize(rows: list[dict], key: str, image: str | None = None) -> list[dict]:
-    """Mean over images per setting (papers' convention), sorted by bpp. MS-SSIM in dB is taken of
-    the mean MS-SSIM; it is None if any image has no MS-SSIM (smaller than 161 pixels)."""
-    by_param: dict[float, list[dict]] = {}
-    for r in rows:
-        if r["codec"] == key and (image is None or r["image"] == image):
-            by_param.setdefault(r["param"], []).append(r)
-    points = []
-    for p, rs in by_param.items():
-        def mean(k):
-            vals = [r[k] for r in rs]
-            return None if any(v is None for v in vals) else float(np.mean(vals))
-
-        ms = mean("ms_ssim")
-        points.append({"param": p, "images": len(rs), "bpp": mean("bpp"), "bpp_est": mean("bpp_est"),
-                       "psnr": mean("psnr"), "ms_ssim": ms, "ms_ssim_db": ms_ssim_db(ms),
-                       "enc_s": mean("enc_s"), "dec_s": mean("dec_s")})
-    return sorted(points, key=lambda q: q["bpp"])
 
 
 def bd_rates(curve_points: dict[str, list[dict]], anchor: str, metric: str) -> dict[str, float]:

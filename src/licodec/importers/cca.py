@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..models.cca import group_sizes
 from ..rate import LAMBDAS, check_quality
-from ..registry import create_model
+from ..models import create_model
 from .common import (CheckpointError, ImportResult, Source, Target, check_gaussian_conditional, map_conv,
                      map_entropy_bottleneck, read_checkpoint, user_weights_dir, write)
 

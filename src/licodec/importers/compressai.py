@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ..rate import LAMBDAS, check_quality
-from ..registry import create_model
+from ..models import create_model
 from .common import (CheckpointError, ImportResult, Source, Target, check_gaussian_conditional, map_conv,
                      map_entropy_bottleneck, map_gdn, read_checkpoint, user_weights_dir, write)
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..entropy.quantize import lower_bound
+from .bound import lower_bound
 from .float32 import as_float32, float32_region
 
 _PEDESTAL = 2.0**-18

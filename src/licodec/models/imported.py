@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from ..entropy.coder import CodingError, RangeDecoder, RangeEncoder, TableSet
 from ..entropy.factorized import LIKELIHOOD_MIN, Z_RANGE, FactorizedPrior
-from ..entropy.quantize import lower_bound, quantize
+from ..entropy.quantize import quantize
+from ..layers.bound import lower_bound
 from ..registry import register_model
 from .cca import CCAConfig, HanCCA
 from .context import SerialContextConfig, SerialContextModel

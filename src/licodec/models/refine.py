@@ -33,24 +33,15 @@ from torch import Tensor
 
 from ..entropy.quantize import sga_round
 from ..progress import report
+from ..defaults import MAX_EFFORT, check_effort  # noqa: F401  (the rule for effort levels)
 from ..rate import lambda_for
 from .base import Encoded, _as_float, _clamp_to
 
 EFFORT_STEPS = {0: 0, 1: 10, 2: 30, 3: 100, 4: 160}  # effort level -> Adam steps (per tile)
-MAX_EFFORT = max(EFFORT_STEPS)  # = licodec.defaults.MAX_EFFORT
 LEARNING_RATE = 0.03  # Adam's step on y and z (units of the quantisation bin)
 TAU_START, TAU_END = 0.5, 0.05  # SGA temperature, annealed over the steps
 CHECK_EVERY = 5  # steps between evaluations of the loss under real rounding
 STAGE = "refinement"  # the stage named in progress reports (`licodec.progress`)
-
-
-def check_effort(effort) -> int:
-    """An effort level 0..MAX_EFFORT (an int, or "max"), or ValueError."""
-    if isinstance(effort, str) and effort.strip().lower() == "max":
-        return MAX_EFFORT
-    if isinstance(effort, bool) or not isinstance(effort, int) or effort not in EFFORT_STEPS:
-        raise ValueError(f"effort must be an integer in 0..{MAX_EFFORT} or 'max', got {effort!r:.20}")
-    return effort
 
 
 @contextmanager

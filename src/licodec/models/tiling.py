@@ -35,18 +35,9 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from ..defaults import DEFAULT_TILE, TILE_MULTIPLE, check_tile  # noqa: F401  (the codec's tile rule)
 from ..progress import report
 
-DEFAULT_TILE = 1024  # pixels; the codec's default (`licodec.codec.Codec`, CLI ``--tile``)
-TILE_MULTIPLE = 64  # tile sizes are multiples of the models' total stride (g_a ∘ h_a)
-
-
-def check_tile(tile: int) -> int:
-    """``tile`` as an int: 0 (never tile) or a positive multiple of 64 pixels; ValueError otherwise."""
-    t = int(tile)
-    if t != tile or t < 0 or t % TILE_MULTIPLE:
-        raise ValueError(f"tile size must be 0 (no tiling) or a positive multiple of {TILE_MULTIPLE} pixels, got {tile}")
-    return t
 
 
 def _splits(n: int, tile: int, align: int) -> list[tuple[int, int]]:

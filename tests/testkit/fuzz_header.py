@@ -6,11 +6,11 @@ format versions 3 and 4 the latent check covers the header fields the decoder de
 quality (another level, one float32 ulp, boundary values, random bits), the height and width
 (alone, together, and within the same 64-pixel padding, so that the latents keep their shape), the
 channel count, the bit depth, the version, the model name and the fingerprint — recomputes the file
-CRC and decodes through the user's path (`licodec.fuzz.default_decode`). Outcomes as in
-`licodec.fuzz`, except that a case that decodes is a failure: an edited header must not give an
-image. A share of the cases (``cli_share``) also runs ``licodec decompress`` (`licodec.fuzz.check_cli`).
+CRC and decodes through the user's path (`testkit.fuzz.default_decode`). Outcomes as in
+`testkit.fuzz`, except that a case that decodes is a failure: an edited header must not give an
+image. A share of the cases (``cli_share``) also runs ``licodec decompress`` (`testkit.fuzz.check_cli`).
 
-    summary = run_header_fuzz(seeds, cases=2000)     # seeds: [licodec.fuzz.Seed] of version >= 3 files
+    summary = run_header_fuzz(seeds, cases=2000)     # seeds: [testkit.fuzz.Seed] of version >= 3 files
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .format import MAX_SIDE
+from licodec.format import MAX_SIDE
 from .fuzz import INTERESTING_F32, Case, Seed, check_cli, default_decode, layout, run_case
 from .fuzz_tally import Tally
 
@@ -44,7 +44,7 @@ class HeaderEditor:
             raise ValueError("need at least one seed file")
         self.seeds = [bytes(s) for s in seeds]
         self.seed = seed
-        from .registry import model_names as registered
+        from licodec.models import model_names as registered
 
         self.names = sorted(set(model_names) | set(registered()))
 
@@ -124,9 +124,9 @@ class HeaderEditor:
 def run_header_fuzz(seeds: Sequence[Seed], cases: int = 2000, seed: int = 0, decode: Callable = default_decode,
                     time_limit: float = 5.0, rss_limit_mib: float = 512.0, cli_share: float = 0.0,
                     progress: Callable[[int, int, dict], None] | None = None) -> dict:
-    """Run ``cases`` header edits over ``seeds``; a JSON-able summary (`licodec.fuzz_tally.Tally`).
+    """Run ``cases`` header edits over ``seeds``; a JSON-able summary (`testkit.fuzz_tally.Tally`).
     Cases that decode count as failures ("edited header decoded")."""
-    from .format import HEADER_BINDING, unpack
+    from licodec.format import HEADER_BINDING, unpack
 
     for s in seeds:
         if unpack(s.data).version < HEADER_BINDING:

@@ -1,4 +1,4 @@
-"""Counting the outcomes of a fuzz run (`licodec.fuzz_header`, `licodec.fuzz_weights`): outcomes
+"""Counting the outcomes of a fuzz run (`testkit.fuzz_header`, `testkit.fuzz_weights`): outcomes
 overall and by mutation kind, clean errors by message, the slowest case, the peak-RSS maximum and
 the failures with their bytes."""
 

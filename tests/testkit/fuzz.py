@@ -34,7 +34,7 @@ folder and checks the user-visible contract: on a clean error exit status 1, one
 (``licodec: error: …``, no traceback) and no output or temporary file left behind; on success
 exit status 0 and an image of the header's size.
 
-    from licodec.fuzz import Seed, run_fuzz
+    from testkit.fuzz import Seed, run_fuzz
     summary = run_fuzz([Seed(data, weights="tiny.safetensors")], cases=1000, seed=0)
     assert summary["outcomes"]["failure"] == 0
 
@@ -65,10 +65,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .errors import LicodecError
-from .format import MAX_PIXELS, MAX_SIDE, METADATA_VERSION
-from .registry import ConfigError, UnknownModelError
-from .weights import WeightsError
+from licodec.errors import LicodecError
+from licodec.format import MAX_PIXELS, MAX_SIDE, METADATA_VERSION
+from licodec.registry import ConfigError, UnknownModelError
+from licodec.weights import WeightsError
 
 # The errors the CLI reports on one line as the input's fault (cli.main; minus OSError and the
 # CLI's own path errors, which decoding bytes in memory has no business raising).
@@ -124,7 +124,7 @@ DECODE_BUDGET = 2**20  # pixels
 
 def default_decode(data: bytes, weights: str | None) -> Any:
     """What `licodec decompress --weights W --max-pixels DECODE_BUDGET` does, in process."""
-    from .codec import decode
+    from licodec.codec import decode
 
     return decode(data, weights=weights, max_pixels=DECODE_BUDGET)
 
@@ -239,7 +239,7 @@ class Mutator:
         self.layouts = [layout(s) for s in self.seeds]
         self.seed = seed
         self.crc_fix = crc_fix
-        from .registry import model_names
+        from licodec.models import model_names
 
         names = {s[7 : 7 + s[6]].decode("ascii", "replace") for s in self.seeds}
         self.model_names = sorted(names | set(model_names()))
@@ -521,7 +521,7 @@ def _peak_rss(reset: bool) -> float:
 
 
 def expected_shape(data: bytes) -> tuple[int, int, int]:
-    from .format import unpack
+    from licodec.format import unpack
 
     f = unpack(data)
     return (f.height, f.width, 3)

@@ -1,9 +1,12 @@
-"""Test helpers shared by the tests and the benchmarks.
+"""Test kit shared by the tests, the benchmarks and scripts/ (not part of the installed package: the
+tests put ``tests/`` on ``sys.path`` through pyproject's ``pythonpath``, the benchmarks and scripts
+insert it themselves). The mutation fuzzers live beside this file: `testkit.fuzz` (.lic files),
+`testkit.fuzz_header` (header fields), `testkit.fuzz_weights` (weight files), `testkit.fuzz_tally`.
 
 Tiny configs of every registered model: random-init models of ~20k parameters whose coding runs
 in milliseconds, for the tests, the fuzz run (`benchmarks/run_fuzz.py`) and quick experiments.
 
-    from licodec.testing import TINY_CONFIGS
+    from testkit import TINY_CONFIGS
     model = create_model("han2024-cca", TINY_CONFIGS["han2024-cca"])
 
 `reordered_sums`: what another machine does to float sums, on this one.

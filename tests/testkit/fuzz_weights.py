@@ -3,8 +3,8 @@
 Starting from valid weight files of tiny models, it makes mutated ones deterministically (case ``i``
 of seed ``s`` is always the same bytes) and runs each through the path a user's ``licodec compress
 --weights W`` then ``decompress --weights W`` takes: `licodec.codec.Codec.from_weights`, encode a
-small image, `licodec.codec.decode`. Outcomes as in `licodec.fuzz`: ``clean_error`` (one of
-`licodec.fuzz.CLEAN_ERRORS`), ``decoded`` (the weights coded the image and the file decoded to an
+small image, `licodec.codec.decode`. Outcomes as in `testkit.fuzz`: ``clean_error`` (one of
+`testkit.fuzz.CLEAN_ERRORS`), ``decoded`` (the weights coded the image and the file decoded to an
 image of its size: a mutation can leave valid weights, e.g. float16 storage or a finite value), or
 ``failure`` — another exception, a warning (the CLI would print it), a case slower than the time
 limit or one whose peak RSS grew by more than the memory limit (a small file must not allocate a
@@ -88,7 +88,7 @@ class WeightMutator:
         self.seed, self.refp = seed, refp
         w = np.array(list(self.KINDS.values()), dtype=np.float64)
         self._kinds, self._p = list(self.KINDS), w / w.sum()
-        from .registry import model_names
+        from licodec.models import model_names
 
         self.names = model_names()
 
@@ -106,7 +106,7 @@ class WeightMutator:
     def _save(self, meta: dict, tensors: dict, rng, refp: bool = True) -> tuple[bytes, bool]:
         from safetensors.torch import save
 
-        from .weights import fingerprint
+        from licodec.weights import fingerprint
 
         fixed = refp and "fingerprint" in meta and rng.random() < self.refp
         if fixed:
@@ -276,7 +276,7 @@ class WeightMutator:
 
 def code_with(path: str, rgb: np.ndarray) -> np.ndarray:
     """What `licodec compress --weights path` then `decompress --weights path` do, in process."""
-    from .codec import Codec, _load, decode
+    from licodec.codec import Codec, _load, decode
 
     _load.cache_clear()  # every case is a new file
     try:
@@ -341,7 +341,7 @@ def run_weight_fuzz(files: Sequence[str | os.PathLike], rgb: np.ndarray, cases: 
                     time_limit: float = 5.0, rss_limit_mib: float = 512.0, refp: float = 0.8,
                     cli_share: float = 0.0, progress: Callable[[int, int, dict], None] | None = None) -> dict:
     """Run ``cases`` mutated weight files made from ``files`` (valid weight files), coding ``rgb``
-    ((H, W, 3) uint8) with each; a JSON-able summary (`licodec.fuzz_tally.Tally`)."""
+    ((H, W, 3) uint8) with each; a JSON-able summary (`testkit.fuzz_tally.Tally`)."""
     from PIL import Image
 
     blobs = [Path(f).read_bytes() for f in files]
