@@ -1,5 +1,6 @@
-"""Make the CompressAI fixtures of tests/importers (tests/fixtures/import/): run in a scratch venv
-with CompressAI installed, never in licodec's own environment.
+"""Make the CompressAI and official-CCA fixtures of tests/importers (tests/fixtures/import/): run in a
+scratch venv with CompressAI installed, never in licodec's own environment (the CCA part: see its
+section below; ``--cca-code DIR --only cca``).
 
     python3 -m venv /tmp/caivenv
     /tmp/caivenv/bin/pip install --no-deps torch-2.13.0+cpu-…whl   # or torch==2.14.1 with its CUDA deps
@@ -22,10 +23,16 @@ load beside this torch, an empty stand-in module is used (the models do not touc
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
+import math
+import re
 import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -124,5 +131,198 @@ def main(out: str) -> None:
         print(f"{arch}: {path.name} ({path.stat().st_size} bytes), compressai {compressai.__version__}")
 
 
+# -- the official CCA model (Han et al. 2024, github LabShuHangGU/CCA) ---------------------------------
+#
+#     git clone (or copy) the official code to /tmp/cca_official    (models/vae.py, models/aux_em.py, models/__init__.py)
+#     /tmp/caivenv/bin/python scripts/make_import_fixtures.py tests/fixtures/import --cca-code /tmp/cca_official --only cca
+#
+# The official code is put on sys.path and used as it is, unmodified (never copied into licodec; the
+# fixtures were made from its commit 840309c; ``cca_training`` is passed explicitly, as its default
+# differs between versions of vae.py). Two fixtures:
+#
+# - ``cca-official-keys.json.gz``: the key/shape/dtype list of ``LICAutoencoder`` at the paper's size
+#   (train.py's defaults, ``cca_training`` on as train.py saves it, so with the auxiliary model), the
+#   buffers (bounds, CompressAI's still empty CDF tables) with their values.
+# - ``cca-official-tiny.json.gz`` + ``cca-official-tiny-outputs.safetensors``: a tiny-width instance
+#   (M = 40, five uneven groups 1/3/7/11/18 as k = 1.7 gives, ae_dim 8/10/12, NAF blocks 1/0/2, em_dim 8)
+#   with random weights, a fixed 64x128 input and the official eval-mode forward outputs.
+#
+# The constructor hard-codes N = 192 and 224/128-channel heads for every group (main and auxiliary
+# model), so even this instance has ~10 M parameters (~40 MB as a checkpoint): too large to commit.
+# Its weights are therefore *generated*, not stored: tensor = offset + scale·u, u uniform in [-1, 1)
+# from SHAKE-256 of "<seed>:<key>" (`cca_uniform`: the same numbers with any numpy/torch), with
+# (offset, scale) per tensor in the json; the quantiles (non-integer medians) and the buffers are
+# stored by value. The json (gzipped, as the key list) records the SHA-256 (`cca_state_digest`) of
+# the state dict as the official model holds it after loading: the test rebuilds it
+# (`cca_state_from_spec`), checks that digest, writes it in the official checkpoint layout
+# (`save_cca_checkpoint`) and imports that file.
+
+CCA_K = 1.7  # the official --prop-slices default
+CCA_PROPS = [1, 2**CCA_K, 3**CCA_K, 4**CCA_K, 5**CCA_K]  # train.py / eval.py: prop_slices = [1, 2**k, ..., 5**k]
+CCA_FULL = dict(M=320, prop_slices=CCA_PROPS, ae_dim=[192, 224, 256], em_dim=224, ae_layers=[4, 4, 4], em_layers=4,
+                cca_training=True)
+CCA_TINY = dict(M=40, prop_slices=CCA_PROPS, ae_dim=[8, 10, 12], em_dim=8, ae_layers=[1, 0, 2], em_layers=2,
+                cca_training=True)
+CCA_SEED = 15
+CCA_INPUT = (64, 128)
+
+
+def cca_uniform(seed: int, key: str, n: int) -> np.ndarray:
+    """n numbers uniform in [-1, 1) (float64), a function of (seed, key) only."""
+    raw = hashlib.shake_256(f"{seed}:{key}".encode()).digest(4 * n)
+    return np.frombuffer(raw, dtype="<u4").astype(np.float64) / 2.0**31 - 1.0
+
+
+def cca_state_from_spec(spec: dict) -> dict:
+    """The state dict a ``cca-official-tiny.json`` describes."""
+    state = {}
+    for key, shape, dtype, how in spec["tensors"]:
+        dt = getattr(torch, dtype)
+        if isinstance(how, dict):  # by value
+            t = torch.tensor(how["value"], dtype=torch.float64)
+        else:
+            offset, scale = how
+            t = torch.from_numpy(offset + scale * cca_uniform(spec["seed"], key, math.prod(shape)))
+        state[key] = t.to(dt).reshape(shape)
+    return state
+
+
+def cca_state_digest(state: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{list(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def write_json_gz(path, obj) -> None:
+    path.write_bytes(gzip.compress((json.dumps(obj, separators=(",", ":")) + "\n").encode(), 9, mtime=0))
+
+
+def read_json_gz(path):
+    return json.loads(gzip.decompress(Path(path).read_bytes()))
+
+
+def save_cca_checkpoint(state: dict, path) -> None:
+    """As the official train.py saves (under DistributedDataParallel: the ``module.`` prefix)."""
+    torch.save({"epoch": 0, "state_dict": {f"module.{k}": v for k, v in state.items()}, "loss": 1.0,
+                "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]},
+                "aux_optimizer": {"state": {}, "param_groups": [{"lr": 1e-3, "params": [2]}]},
+                "lr_scheduler": {"milestones": {3: 1}, "gamma": 0.1, "last_epoch": 1}}, path)
+
+
+# (offset, scale) of the generated tensors, by key pattern (first match). Convolutions: scale =
+# gain / sqrt(fan_in) (PyTorch's default init has gain 1; sqrt(3) keeps the activations' size);
+# larger gains where y, z and the Gaussian parameters are made, so that ŷ takes many values and
+# σ spans CompressAI's bound 0.11 to ~10; NAF β/γ (zero at init: the block would be the identity),
+# the layer norms and the factorized prior moved away from their init.
+CCA_RULES = [
+    (r"\.norm[12]\.weight$", (1.0, 0.5)),
+    (r"\.norm[12]\.bias$", (0.0, 0.3)),
+    (r"\.(beta|gamma)$", (0.0, 0.5)),
+    (r"entropy_bottleneck\.matrices\.\d+$", ("init", 0.3)),
+    (r"entropy_bottleneck\.biases\.\d+$", (0.0, 1.0)),
+    (r"entropy_bottleneck\.factors\.\d+$", (0.0, 0.5)),
+    (r"^g_a\.down\.3\.weight$", (0.0, "gain", 0.6)),
+    (r"^g_s\.up\.3\.weight$", (0.0, "gain", 0.4)),
+    (r"^h_a\.4\.weight$", (0.0, "gain", 1.5)),
+    (r"scale_cc_transforms\.\d+\.4\.bias$", (1.0, 1.0)),
+    (r"scale_cc_transforms\.\d+\.4\.weight$", (0.0, "gain", 1.0)),
+    (r"mean_cc_transforms\.\d+\.4\.weight$", (0.0, "gain", 3.0)),
+    (r"\.weight$", (0.0, "gain", 3.0**0.5)),
+    (r"\.bias$", (0.0, 0.1)),
+]
+
+
+def _cca_how(net, key: str, v: torch.Tensor, seed: int):
+    if key.endswith("quantiles"):  # non-integer medians in (-3, 3), the support ±6 around them
+        c = v.shape[0]
+        med = torch.from_numpy(3 * cca_uniform(seed, key, c)).float()
+        return {"value": torch.stack([med - 6, med, med + 6], 1).reshape(-1).tolist()}
+    for pattern, rule in CCA_RULES:
+        if re.search(pattern, key):
+            break
+    else:
+        raise KeyError(key)
+    if rule[0] == "init":
+        assert bool((v == v.flatten()[0]).all()), key
+        return [float(v.flatten()[0]), rule[1]]
+    if len(rule) == 3:
+        mod = net.get_submodule(key.rsplit(".", 1)[0])
+        fan_in = v.shape[1] * v.shape[2] * v.shape[3]  # as torch's init: weight.size(1) * k * k (also transposed)
+        assert isinstance(mod, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and v.dim() == 4, key
+        return [rule[0], rule[2] / math.sqrt(fan_in)]
+    return list(rule)
+
+
+def make_cca(out: str, code: str) -> None:
+    sys.path.insert(0, str(Path(code).resolve()))
+    compressai, _ = _import_compressai()
+    from models import LICAutoencoder  # the official code
+    from safetensors.torch import save_file
+
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    full = LICAutoencoder(**CCA_FULL)
+    keys = {"official": "LabShuHangGU/CCA models/vae.py LICAutoencoder", "config": CCA_FULL,
+            "tensors": []}
+    full_params = {k for k, _ in full.named_parameters()}
+    for k, v in full.state_dict().items():  # buffers (bounds, CompressAI's CDF tables: empty) with their values
+        how = [] if k in full_params else [{"value": v.reshape(-1).tolist()}]
+        keys["tensors"].append([k, list(v.shape), str(v.dtype).removeprefix("torch."), *how])
+    write_json_gz(d / "cca-official-keys.json.gz", keys)
+    n_par = sum(p.numel() for p in full.parameters())
+    print(f"cca full: {len(keys['tensors'])} tensors, {n_par} parameters")
+    del full
+
+    torch.manual_seed(CCA_SEED)
+    net = LICAutoencoder(**CCA_TINY)
+    params = {k for k, _ in net.named_parameters()}
+    tensors = []
+    for k, v in net.state_dict().items():
+        how = _cca_how(net, k, v, CCA_SEED) if k in params else {"value": v.reshape(-1).tolist()}
+        tensors.append([k, list(v.shape), str(v.dtype).removeprefix("torch."), how])
+    spec = {"official": "LabShuHangGU/CCA models/vae.py LICAutoencoder", "config": CCA_TINY, "seed": CCA_SEED,
+            "compressai": compressai.__version__, "torch": torch.__version__, "tensors": tensors}
+    state = cca_state_from_spec(spec)
+    net.load_state_dict(state)  # the official load (strict=False): checked through the digest
+    assert set(net.state_dict()) == set(state)
+    spec["sha256"] = cca_state_digest(net.state_dict())
+    assert spec["sha256"] == cca_state_digest(state)
+    net.eval()
+    g = torch.Generator().manual_seed(CCA_SEED)
+    x8 = torch.randint(0, 256, (1, 3, *CCA_INPUT), generator=g, dtype=torch.uint8)
+    x = x8.float() / 255
+    with torch.no_grad():
+        o = net(x)
+        z = net.h_a(o["y"])
+    lik_y, lik_z = o["likelihoods"]["y"], o["likelihoods"]["z"]
+    bits = lambda t: float(-torch.log2(t).sum())  # noqa: E731
+    print(f"cca tiny: sizes {net.size_slices}, {sum(v.numel() for v in state.values())} numbers; |y| max "
+          f"{float(o['y'].abs().max()):.2f} mean {float(o['y'].abs().mean()):.2f}; |z| max {float(z.abs().max()):.2f}; "
+          f"y bits {bits(lik_y):.0f} (lik min {float(lik_y.min()):.2e}, share < 0.9: {float((lik_y < 0.9).float().mean()):.2f}); "
+          f"z bits {bits(lik_z):.0f} (share < 0.9: {float((lik_z < 0.9).float().mean()):.2f}); "
+          f"x_hat in [{float(o['x_hat'].min()):.2f}, {float(o['x_hat'].max()):.2f}]")
+    write_json_gz(d / "cca-official-tiny.json.gz", spec)
+    save_file({"x8": x8, "x_hat": o["x_hat"].contiguous(), "lik_y": lik_y.contiguous(), "lik_z": lik_z.contiguous(),
+               "y": o["y"].contiguous()}, str(d / "cca-official-tiny-outputs.safetensors"),
+              metadata={"compressai": compressai.__version__, "torch": torch.__version__, "sha256": spec["sha256"]})
+    for f in ("cca-official-keys.json.gz", "cca-official-tiny.json.gz", "cca-official-tiny-outputs.safetensors"):
+        print(f"{f}: {(d / f).stat().st_size} bytes")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/import")
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", nargs="?", default="tests/fixtures/import")
+    ap.add_argument("--cca-code", help="a copy of the official CCA code (LabShuHangGU/CCA): also make its fixtures")
+    ap.add_argument("--only", choices=["compressai", "cca"], help="make only these fixtures")
+    a = ap.parse_args()
+    if a.only == "cca" and not a.cca_code:
+        ap.error("--only cca needs --cca-code")
+    if a.only != "cca":
+        main(a.out)
+    if a.cca_code and a.only != "compressai":
+        make_cca(a.out, a.cca_code)
