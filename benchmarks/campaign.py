@@ -19,33 +19,20 @@ import argparse
 import csv
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from pausing import paused  # noqa: E402  (benchmarks/pausing.py, beside this script)
+
 RESULTS = REPO / "benchmarks" / "results"
 ANCHORS = ("jpeg", "webp", "hevc")
 QUALITIES = (1, 4, 8)
 DEFAULT_CURVE = "mbt2018-mean"  # the shipped default's curve in `licodec eval` (-m mbt2018-mean)
-
-
-@contextmanager
-def paused(pid: int | None):
-    """The process ``pid`` stopped (SIGSTOP) meanwhile, so that a timing is not shared with it."""
-    if pid:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        if pid:
-            os.kill(pid, signal.SIGCONT)
 
 
 def psnr_above(point: dict, curve: list[dict]) -> float | None:

@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import signal
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from pausing import paused  # benchmarks/pausing.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -47,17 +45,6 @@ def centre_crop(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
     h, w = min(h, H), min(w, W)
     t, l = (H - h) // 2, (W - w) // 2
     return np.ascontiguousarray(rgb[t : t + h, l : l + w])
-
-
-@contextmanager
-def paused(pid: int | None):
-    if pid:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        if pid:
-            os.kill(pid, signal.SIGCONT)
 
 
 def rd_rows(a, state: dict, save) -> None:
