@@ -92,10 +92,21 @@ def test_bytes_and_latents_do_not_depend_on_the_thread_count(sample_rgb):
         torch.set_num_threads(n)
 
 
+def _latents(codec, data: bytes) -> dict:
+    from licodec.format import unpack
+
+    f = unpack(data)
+    with codec._tiling():
+        return codec.model.decode_latents(f.streams, (f.height, f.width), exact=True)
+
+
 def test_files_decode_whatever_order_the_machine_sums_in(sample_rgb):
     """Format versions 2 and 3: the decoder's entropy parameters are exact, so a machine that sums
     the convolutions in another order (here: input channels reversed, as a GPU or another CPU kernel
-    might) decodes every file to the same latents, and encodes the same bytes."""
+    might) decodes every file to the same latents. Its encoder writes the same symbols except where
+    the float analysis transform's output lies within rounding error of a quantization boundary
+    (README: "another machine's g_a may round a latent the other way"): seen here, one y symbol of
+    107 520 at one quality on an AMD EPYC, none on an Intel Xeon."""
     from licodec.format import VERSION, unpack
     from testkit import reordered_sums
 
@@ -106,8 +117,13 @@ def test_files_decode_whatever_order_the_machine_sums_in(sample_rgb):
         assert abs(len(v2) - len(v1)) < 0.01 * len(v1), q  # exact parameters cost nothing measurable
         with reordered_sums() as count:
             decode(v2)  # raises if a single latent differed (checksum)
-            assert codec.encode(sample_rgb) == v2, q
+            again = codec.encode(sample_rgb)
         assert count["calls"] > 0
+        decode(again)
+        a, b = _latents(codec, v2), _latents(codec, again)
+        differ = sum(int((a[k] != b[k]).sum()) for k in a)
+        assert differ <= 1e-4 * sum(t.numel() for t in a.values()), (q, differ)  # near-ties only ...
+        assert all(float((a[k] - b[k]).abs().max()) <= 1 for k in a), q  # ... each one step to the other side
 
 
 def test_float_parameters_would_not_survive_another_summation_order(sample_rgb):
