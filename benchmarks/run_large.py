@@ -133,12 +133,12 @@ def breakdown_child(job: dict) -> dict:
     import torch
 
     from licodec.codec import Codec, to_uint8_tensor
+    from licodec.codec.runner import coding
     from licodec.entropy import RangeEncoder
-    from licodec.models.base import pad_to, parameter_arithmetic
+    from licodec.models.base import pad_to
 
     torch.set_num_threads(job["threads"])
     m = Codec.pretrained().model
-    m.tile = job["tile"]
     w, h = job["size"]
     x = to_uint8_tensor(make_image(w, h), "cpu")
     res = {"tile": job["tile"], "width": w, "height": h}
@@ -150,13 +150,13 @@ def breakdown_child(job: dict) -> dict:
         res[name] = (_kib("VmHWM") - base) / 1024
         return out
 
-    with torch.no_grad():
+    with torch.no_grad(), coding(m, job["tile"]):
         y = stage("g_a (padded uint8 input + transform)", lambda: m.analysis(pad_to(x, m.downsample), None))
 
         def code(y):
             enc_z, enc_y = RangeEncoder(), RangeEncoder()
             z_hat = m.entropy_bottleneck.compress(enc_z, m.h_a(y), m.entropy_bottleneck.tables())
-            with parameter_arithmetic(exact=True):  # as compress() and decode_latents() code
+            with m.parameter_arithmetic(exact=True):  # as compress() and decode_latents() code
                 m.y_compress(enc_y, y, m.h_s(z_hat))
             return [enc_z.finish(), enc_y.finish()]
 
@@ -187,6 +187,7 @@ def transform_deviation(model, rgb: np.ndarray, tiles: list[int]) -> list[dict]:
     import torch
 
     from licodec.codec import to_tensor
+    from licodec.codec.runner import coding
     from licodec.models.base import pad_to
 
     x = pad_to(to_tensor(rgb, "cpu"), model.downsample)
@@ -196,15 +197,13 @@ def transform_deviation(model, rgb: np.ndarray, tiles: list[int]) -> list[dict]:
         return float((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt())
 
     with torch.no_grad():
-        model.tile = 0
         y = model.analysis(x, None)
         x_hat = model.synthesis(y, None)
         for t in tiles:
-            model.tile = t
-            rows.append({"tile": t, "y_rel_rms": rel(model.analysis(x, None), y),
-                         "x_hat_rel_rms": rel(model.synthesis(y, None), x_hat)})
+            with coding(model, t):
+                rows.append({"tile": t, "y_rel_rms": rel(model.analysis(x, None), y),
+                             "x_hat_rel_rms": rel(model.synthesis(y, None), x_hat)})
             print(f"  {model.name} tile {t}: {rows[-1]}", flush=True)
-        model.tile = 0
     return rows
 
 
@@ -258,7 +257,7 @@ def main(argv=None) -> int:
     import torch
 
     from licodec.evaluation.machine import machine_info
-    from licodec.models.tiling import DEFAULT_TILE
+    from licodec.defaults import DEFAULT_TILE
     from licodec.models import create_model
 
     torch.set_num_threads(a.threads)

@@ -71,13 +71,11 @@ def weights_path(name: str) -> Path:
 
 def digests(codec, data: bytes) -> dict:
     """SHA-256 of the decoded latents (float32 bytes, sorted by name) and of the decoded pixels."""
-    from licodec.entropy.coder import legacy_tables
-    from licodec.format import INTEGER_TABLES, unpack
+    from licodec.format import unpack
 
     f = unpack(data)
     pixels = codec.decode_file(f, deterministic=True)  # also checks the latent CRC
-    with codec._tiling(), legacy_tables(f.version < INTEGER_TABLES):
-        lat = codec.model.decode_latents(f.streams, (f.height, f.width), exact=f.version >= 2)
+    lat = codec.latents(f)
     h = hashlib.sha256()
     for k in sorted(lat):
         h.update(k.encode() + b"|" + lat[k].detach().float().cpu().contiguous().numpy().tobytes())

@@ -115,8 +115,7 @@ def _decode(weights: Path, files: list[Path], out: Path) -> None:
             key = f"{d.name}/{lic.name}"
             try:
                 c.decode_file(f)  # raises if the latents' CRC does not match the encoder's
-                with c._tiling():
-                    lat = c.model.decode_latents(f.streams, (f.height, f.width), exact=True)
+                lat = c.latents(f)
                 h = hashlib.sha256()
                 symbols = {}
                 for k in sorted(lat):

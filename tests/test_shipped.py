@@ -95,9 +95,7 @@ def test_bytes_and_latents_do_not_depend_on_the_thread_count(sample_rgb):
 def _latents(codec, data: bytes) -> dict:
     from licodec.format import unpack
 
-    f = unpack(data)
-    with codec._tiling():
-        return codec.model.decode_latents(f.streams, (f.height, f.width), exact=True)
+    return codec.latents(unpack(data))
 
 
 def test_files_decode_whatever_order_the_machine_sums_in(sample_rgb):

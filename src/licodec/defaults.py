@@ -1,11 +1,11 @@
 """Defaults and argument rules that the command line shows in ``--help`` and checks while parsing,
 in a module that imports nothing (so that ``licodec --help`` and argument errors do not import
-torch). `licodec.codec`, `licodec.models.tiling` and `licodec.models.refine` use these same
+torch). `licodec.codec` (its runner and tiling) and `licodec.models.refine` use these same
 values and checks (`tests/test_cli_habits.py` checks that `MAX_EFFORT` matches the effort table)."""
 
 DEFAULT_MODEL = "mbt2018-mean"
 DEFAULT_QUALITY = 3.0
-DEFAULT_TILE = 1024  # pixels; the codec's default tile size (`licodec.models.tiling`)
+DEFAULT_TILE = 1024  # pixels; the codec's default tile size (`licodec.codec.tiling`)
 TILE_MULTIPLE = 64  # tile sizes are multiples of the models' total stride (g_a ∘ h_a)
 MAX_EFFORT = 4  # the highest encoder effort (`licodec.models.refine.EFFORT_STEPS`); "max" names it
 

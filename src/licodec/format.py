@@ -58,7 +58,7 @@ a reader refuses versions newer than it knows. Sizes are validated against `MAX_
 before anything is allocated; `read_header` does all of it from the first `HEADER_MAX` bytes and
 the file size, so a reader can refuse a file before reading it.
 
-How the encoder tiled its transforms (`licodec.models.tiling`) is deliberately not recorded (the
+How the encoder tiled its transforms (`licodec.codec.tiling`) is deliberately not recorded (the
 flags byte stays 0): decoding depends only on the coded latents, which the streams carry
 exactly, and the decoder tiles its synthesis transform as it chooses.
 """

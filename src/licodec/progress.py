@@ -1,6 +1,6 @@
 """Progress of long coding work, reported to whoever listens (the CLI's progress bar).
 
-The transforms of a large image run tile by tile (`licodec.models.tiling.tiled`); each finished
+The transforms of a large image run tile by tile (`licodec.codec.tiling.tiled`); each finished
 tile calls `report` with its stage ("analysis" or "synthesis"), the tiles done and the tiles in
 all. Nothing listens unless a caller wraps the work in `reporting(callback)`: then `report` costs
 one context-variable lookup per tile.

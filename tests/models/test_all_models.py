@@ -33,36 +33,6 @@ def test_compress_decompress_reproduces_latents_exactly(name, hw):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_bytes_identical_across_runs_and_thread_counts(name, sample_rgb):
-    m = tiny_model(name)
-    with torch.no_grad():
-        m.g_a[-1].weight.mul_(20)  # random-init latents are nearly all zero: make the streams non-trivial
-    x = image_tensor(sample_rgb[:128, :192])
-    n = torch.get_num_threads()
-    hw = x.shape[-2:]
-    try:
-        torch.set_num_threads(1)
-        enc = m.compress(x)
-        a = enc.streams
-        x1 = m.decompress(a, hw, enc.checksum)
-        torch.set_num_threads(2)
-        b = m.compress(x).streams
-        c = m.compress(x).streams
-        x2 = m.decompress(a, hw, enc.checksum)  # latents checked against the 1-thread encoder's
-        torch.set_num_threads(4)  # more threads than this machine may have cores: other oneDNN splits
-        enc4 = m.compress(x)
-        torch.set_num_threads(1)
-        m.decompress(enc4.streams, hw, enc4.checksum)
-    finally:
-        torch.set_num_threads(n)
-    assert a == b == c == enc4.streams
-    assert sum(map(len, a)) > 100
-    # the same latents (the checksum held), and g_s of them equal up to float32 reduction order,
-    # which oneDNN picks by thread count: pixels may differ by float noise, not more
-    assert (x1 - x2).abs().max() < 1e-4
-
-
-@pytest.mark.parametrize("name", MODELS)
 def test_other_weights_are_caught_by_the_latent_checksum(name):
     a, b = tiny_model(name, seed=0), tiny_model(name, seed=1)
     x = torch.rand(1, 3, 64, 64)

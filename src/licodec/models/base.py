@@ -13,22 +13,21 @@ argument is ignored.
 
 Inputs are (1, 3, H, W) tensors in [0, 1] of any size: `compress` pads (replicate) to a multiple
 of ``downsample`` and `decompress` crops back. `compress` also takes uint8 tensors (0..255, read as
-x/255), which the transforms convert tile by tile.
+x/255), converted tile by tile when the codec's runner tiles.
 
-Large images: with ``model.tile = T`` (pixels, a multiple of 64; 0, the default: never) the
-transforms g_a and g_s run tile by tile (`licodec.models.tiling`) whenever the model is in eval
-mode without autograd and the image is larger than T, so that their activations — most of the
-memory of coding — are bounded by the tile size. The entropy models run on the whole y (1/16 of
-the resolution) and z (1/64). The codec (`licodec.codec.Codec`) sets ``tile``.
+How the transforms run is not the model's business: `analysis` and `synthesis` call the model's
+``runner`` (`Runner`: the whole image on torch's threads — training, evaluation, direct use),
+which the codec replaces while it codes (`licodec.codec.runner`: g_a and g_s tile by tile on large
+images, one CPU thread where float outputs become entropy-coded symbols). The model marks those
+places with ``runner.symbols()`` and `parameter_arithmetic`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import zlib
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import ClassVar, Optional
 
 import torch
@@ -38,7 +37,6 @@ from torch import Tensor, nn
 from ..entropy.exact import exact_arithmetic
 from ..rate import check_quality
 from .gain import GainUnits
-from .tiling import check_tile, margins, tiled
 
 
 @dataclass
@@ -53,43 +51,6 @@ class Encoded:
     streams: list[bytes]
     checksum: int  # CRC32 of ẑ and ŷ (float32 bytes): catches encoder/decoder divergence
     latents: dict[str, Tensor] = field(default_factory=dict, repr=False)  # {"z_hat", "y_hat"} as coded
-
-
-@contextmanager
-def coding_threads():
-    """Run float networks whose outputs become entropy-coded symbols on one CPU thread.
-
-    oneDNN splits a convolution's float reductions by thread count, so g_a, h_s or a context model
-    give slightly different floats with 1, 2 or 4 threads; a latent, mean or scale near a
-    quantization boundary then lands on the other side and the symbols change. The encoder runs g_a
-    and h_a (whose outputs it rounds to symbols) on one thread, so that the .lic bytes do not depend
-    on ``torch.set_num_threads``; the entropy-parameter networks run in exact arithmetic instead
-    (`parameter_arithmetic`), except for format version 1 files, whose encoder and decoder ran them
-    here too. g_s, whose output is only rounded to 8 bits, keeps every thread.
-    """
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
-@contextmanager
-def parameter_arithmetic(exact: bool):
-    """How the networks that turn ẑ (and decoded ŷ) into table indices are evaluated when coding:
-    ``exact`` (files of format version 2): in exact arithmetic (`licodec.entropy.exact`), which gives
-    the same indices on every machine, device and thread count; otherwise (version 1 files, kept
-    decodable): in float32 on one thread (`coding_threads`), reproducible on one machine only."""
-    if exact:
-        with exact_arithmetic():
-            yield
-    else:
-        with coding_threads():
-            yield
 
 
 class LatentMismatchError(ValueError):
@@ -124,6 +85,30 @@ def _clamp_to(dtype: torch.dtype):
     return lambda t: t.clamp(0, 1)
 
 
+class Runner:
+    """How a model runs its transforms: on the whole image, with torch's threads (training,
+    evaluation, direct use). The codec installs `licodec.codec.runner.CodingRunner` instead while
+    it codes; both take the same calls."""
+
+    tile = 0  # pixels: the transforms run whole (the codec's runner may tile larger images)
+
+    def analysis(self, model: "CompressionModel", x: Tensor) -> Tensor:
+        """g_a(x): (B,3,H,W) float in [0, 1] or uint8 (read as x/255) -> (B,M,H/16,W/16)."""
+        return model.transform(model.g_a, _as_float(x))
+
+    def synthesis(self, model: "CompressionModel", y_hat: Tensor, out: Optional[Tensor] = None) -> Tensor:
+        """g_s(ŷ): (B,M,h,w) -> (B,3,16h,16w); with ``out``, written into it as `CompressionModel.synthesis` says."""
+        x_hat = model.transform(model.g_s, y_hat)
+        if out is None:
+            return x_hat
+        out.copy_(_clamp_to(out.dtype)(x_hat[..., : out.shape[-2], : out.shape[-1]]))
+        return out
+
+    def symbols(self):
+        """Context for the float networks whose outputs the encoder rounds to symbols (g_a, h_a)."""
+        return nullcontext()
+
+
 class CompressionModel(nn.Module):
     name: ClassVar[str] = ""  # set by @register_model
     config_cls: ClassVar[type]
@@ -137,27 +122,7 @@ class CompressionModel(nn.Module):
         self._compiled: dict = {}  # id(g_a or g_s) -> its torch.compile wrapper, used in training (a plain dict: not submodules)
         levels = getattr(config, "rate_levels", 0)
         self.gain = GainUnits(config.M, levels) if levels else None
-        self.tile = 0  # pixels; > 0: run g_a/g_s tile by tile on larger images when coding (see above)
-        self._margins: tuple[int, int] | None = None
-
-    @property
-    def tile(self) -> int:
-        return self._tile
-
-    @tile.setter
-    def tile(self, value: int) -> None:
-        self._tile = check_tile(value)
-
-    def tile_margins(self) -> tuple[int, int]:
-        """(g_a margin in pixels, g_s margin in latent positions): at least the receptive-field
-        radius of each transform (`licodec.models.tiling.margins`)."""
-        if self._margins is None:
-            self._margins = margins(self.g_a, self.g_s, self.analysis_stride)
-        return self._margins
-
-    def _tiling(self, height: int, width: int) -> bool:
-        """Whether to tile a transform whose full-resolution side is height x width pixels."""
-        return 0 < self._tile < max(height, width) and not self.training and not torch.is_grad_enabled()
+        self.runner = Runner()  # how g_a and g_s run (see above); not a submodule, not in the weights
 
     @property
     def variable_rate(self) -> bool:
@@ -181,34 +146,27 @@ class CompressionModel(nn.Module):
     def analysis(self, x: Tensor, q: Optional[Tensor]) -> Tensor:
         """y = g_a(x), times the gain γ(q) for variable-rate models: (B,3,H,W) -> (B,M,H/16,W/16).
 
-        x: float in [0, 1], or uint8 (read as x/255); H, W multiples of 16. Tiled when `tile` says so."""
-        s = self.analysis_stride
-        if self._tiling(*x.shape[-2:]):
-            y = tiled(self.g_a, x, self._tile, self.tile_margins()[0], Fraction(1, s), prep=_as_float,
-                      stage="analysis")
-        else:
-            y = self.transform(self.g_a, _as_float(x))
+        x: float in [0, 1], or uint8 (read as x/255); H, W multiples of 16. Runs through `runner`."""
+        y = self.runner.analysis(self, x)
         return y if q is None else y * self.gain.gain(q)
 
     def synthesis(self, y_hat: Tensor, q: Optional[Tensor], out: Optional[Tensor] = None) -> Tensor:
         """x̂ = g_s(ŷ), ŷ first times the inverse gain γ'(q) for variable-rate models:
-        (B,M,h,w) -> (B,3,16h,16w). Tiled when `tile` says so.
+        (B,M,h,w) -> (B,3,16h,16w). Runs through `runner`.
 
         out: when given, (B,3,H',W') with H' <= 16h, W' <= 16w: x̂ is written into it cropped to
-        its size and clamped to [0, 1] — as round(255·x̂) if out is uint8 — and out is returned;
-        tiled, the whole float x̂ is then never built."""
+        its size and clamped to [0, 1] — as round(255·x̂) if out is uint8 — and out is returned
+        (the codec's runner then never builds the whole float x̂)."""
         if q is not None:
             y_hat = y_hat * self.gain.inverse_gain(q)
-        s = self.analysis_stride
-        post = None if out is None else _clamp_to(out.dtype)
-        if self._tiling(s * y_hat.shape[-2], s * y_hat.shape[-1]):
-            return tiled(self.g_s, y_hat, self._tile // s, self.tile_margins()[1], s, out=out, post=post,
-                         stage="synthesis")
-        x_hat = self.transform(self.g_s, y_hat)
-        if out is None:
-            return x_hat
-        out.copy_(post(x_hat[..., : out.shape[-2], : out.shape[-1]]))
-        return out
+        return self.runner.synthesis(self, y_hat, out)
+
+    def parameter_arithmetic(self, exact: bool):
+        """Context for the networks that turn ẑ (and decoded ŷ) into table indices when coding:
+        ``exact`` (files of format version 2 and later): exact arithmetic (`licodec.entropy.exact`),
+        the same indices on every machine, device and thread count; otherwise (version 1 files,
+        kept decodable): float32 under ``runner.symbols()``, reproducible on one machine only."""
+        return exact_arithmetic() if exact else self.runner.symbols()
 
     def transform(self, f: nn.Module, x: Tensor) -> Tensor:
         """Apply g_a or g_s; in training with ``bf16_transforms`` under bfloat16 autocast on
@@ -239,7 +197,8 @@ class CompressionModel(nn.Module):
 
     def compress(self, x: Tensor, quality=None, exact: bool = True) -> Encoded:  # pragma: no cover - abstract
         """``exact``: the entropy parameters in exact arithmetic (`parameter_arithmetic`); False makes
-        the streams of format version 1."""
+        the streams of format version 1. Bytes independent of the thread count under the codec's
+        runner (`licodec.codec.runner.coding`)."""
         raise NotImplementedError
 
     def decode_latents(self, streams: list[bytes], hw: tuple[int, int], exact: bool = True) -> dict[str, Tensor]:
@@ -249,24 +208,20 @@ class CompressionModel(nn.Module):
 
     @torch.no_grad()
     def decompress(self, streams: list[bytes], hw: tuple[int, int], checksum: int | None = None,
-                   quality=None, out: Optional[Tensor] = None, exact: bool = True,
-                   deterministic: bool = False) -> Tensor:
+                   quality=None, out: Optional[Tensor] = None, exact: bool = True) -> Tensor:
         """Streams -> x̂ (1, 3, H, W) in [0, 1]; verifies the latent checksum when given.
 
         out: a (1, 3, H, W) tensor to write x̂ into (any dtype, device and strides; uint8 receives
         round(255·x̂)), returned instead of a new float tensor; see `synthesis`.
-        exact: as the streams were made (`compress`).
-        deterministic: run g_s on one CPU thread too (`coding_threads`), so that the pixels do not
-        depend on ``torch.set_num_threads`` either (slower on several cores)."""
+        exact: as the streams were made (`compress`)."""
         if out is not None and tuple(out.shape) != (1, 3, *hw):
             raise ValueError(f"out must have shape (1, 3, {hw[0]}, {hw[1]}), got {tuple(out.shape)}")
         q = self.quality_tensor(quality, 1, self.device)
         lat = self.decode_latents(streams, hw, exact)
         self.check_latents(checksum, lat["z_hat"], lat["y_hat"])
-        with coding_threads() if deterministic else nullcontext():
-            if out is not None:
-                return self.synthesis(lat["y_hat"], q, out=out)
-            return self.synthesis(lat["y_hat"], q).clamp_(0, 1)[..., : hw[0], : hw[1]]
+        if out is not None:
+            return self.synthesis(lat["y_hat"], q, out=out)
+        return self.synthesis(lat["y_hat"], q).clamp_(0, 1)[..., : hw[0], : hw[1]]
 
     @staticmethod
     def check_latents(checksum: int | None, *latents: Tensor) -> None:

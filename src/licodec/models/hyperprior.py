@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..entropy import CodingError, FactorizedPrior, GaussianConditional, RangeDecoder, RangeEncoder
 from ..layers import GDN, conv, deconv
 from ..registry import register_model
-from .base import CompressionModel, Encoded, RateConfig, coding_threads, latent_checksum, pad_to, parameter_arithmetic
+from .base import CompressionModel, Encoded, RateConfig, latent_checksum, pad_to
 
 
 @dataclass
@@ -104,7 +104,7 @@ class HyperpriorModel(CompressionModel):
     @torch.no_grad()
     def analysis_latents(self, x: Tensor, quality=None) -> tuple[Tensor, Tensor]:
         """(y, z) of x as `compress` codes them: y = g_a(x)·γ(q) of x padded to `downsample`, z = h_a(y)."""
-        with coding_threads():  # the symbols must not depend on the thread count
+        with self.runner.symbols():  # these floats become symbols
             y = self.analysis(pad_to(x, self.downsample), self.quality_tensor(quality, x.shape[0], x.device))
             return y, self.h_a(y)
 
@@ -121,10 +121,10 @@ class HyperpriorModel(CompressionModel):
     @torch.no_grad()
     def compress_latents(self, y: Tensor, z: Tensor, exact: bool = True) -> Encoded:
         """Entropy-code given latents: ẑ = round(z) and ŷ (rounded as the context model does)."""
-        with coding_threads():
+        with self.runner.symbols():
             enc_z, enc_y = RangeEncoder(), RangeEncoder()
             z_hat = self.entropy_bottleneck.compress(enc_z, z, self.entropy_bottleneck.tables())
-        with parameter_arithmetic(exact):  # the entropy parameters, as the decoder will compute them
+        with self.parameter_arithmetic(exact):  # the entropy parameters, as the decoder will compute them
             y_hat = self.y_compress(enc_y, y, self.h_s(z_hat))
         return Encoded([enc_z.finish(), enc_y.finish()], latent_checksum(z_hat, y_hat), {"z_hat": z_hat, "y_hat": y_hat})
 
@@ -143,7 +143,7 @@ class HyperpriorModel(CompressionModel):
         dec_z, dec_y = RangeDecoder(streams[0]), RangeDecoder(streams[1])
         z_hat = self.entropy_bottleneck.decompress(dec_z, z_shape, self.entropy_bottleneck.tables(), self.device)
         dec_z.check_finished()
-        with parameter_arithmetic(exact):  # as in compress
+        with self.parameter_arithmetic(exact):  # as in compress
             y_hat = self.y_decompress(dec_y, self.h_s(z_hat), y_shape)
             dec_y.check_finished()
         return {"z_hat": z_hat, "y_hat": y_hat}

@@ -13,8 +13,9 @@ straight-through gradient, and the bits are those of the model's own likelihoods
 values (``forward_latents`` of the model in eval mode, its entropy models in
 ``straight_through`` mode): every registered model, every quality, the same code path as training.
 
-Large images (larger than the model's ``tile``) are refined tile by tile: each tile of y with a
-margin (and its z) is optimised on its own pixels, and only its interior is kept. At the end both
+Large images (larger than the tile of the model's runner: the codec's ``--tile``) are refined
+tile by tile: each tile of y with a margin (and its z) is optimised on its own pixels, and only
+its interior is kept. At the end both
 the refined and the starting latents are coded, decoded by the synthesis transform as the decoder
 does (uint8 pixels) and measured with the real stream sizes; the lower loss is kept, so effort
 never codes an image worse than effort 0 does.
@@ -110,14 +111,16 @@ def _spans(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
 
 def refine(model, x: Tensor, quality, y0: Tensor, z0: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     """Refined (y, z) for image x (1,3,H,W), float in [0, 1] or uint8, from the analysis output
-    (y0, z0) of `analysis_latents`; tile by tile when the image is larger than ``model.tile``."""
+    (y0, z0) of `analysis_latents`; tile by tile when the image is larger than the tile of the
+    model's runner (``model.runner.tile``: the codec's, while it codes)."""
     q, lam = _lambda(model, quality, x.device)
     H, W = x.shape[-2:]
     s, r = model.downsample // 4, 4  # pixels per y position (16); y positions per z position
     n_h, n_w = y0.shape[-2:]
-    if model.tile and max(H, W) > model.tile:
-        t = max(r, model.tile // s // r * r)  # the tile, in y positions (a multiple of 4)
-        margin = -(-math.ceil(model.tile_margins()[1] / s) // r) * r  # g_s's reach, in y positions
+    tile = model.runner.tile
+    if tile and max(H, W) > tile:
+        t = max(r, tile // s // r * r)  # the tile, in y positions (a multiple of 4)
+        margin = -(-math.ceil(model.runner.margins(model)[1] / s) // r) * r  # g_s's reach, in y positions
     else:
         t, margin = max(n_h, n_w), 0
     rows, cols = _spans(n_h, t, margin), _spans(n_w, t, margin)

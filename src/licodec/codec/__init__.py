@@ -13,7 +13,7 @@ image's latents against the fixed decoder before coding them (`licodec.models.re
 bits at the same quality for more encoding time; files decode as any other.
 
 Large images: the transforms run tile by tile on images larger than ``tile`` pixels (default
-1024; ``tile=0``: never; `licodec.models.tiling`), the input is converted to float and the
+1024; ``tile=0``: never; `licodec.codec.runner`, `licodec.codec.tiling`), the input is converted to float and the
 output to uint8 tile by tile, so that peak memory grows with the image only through the uint8
 image itself and the entropy models' work on the latents. Tiling is not recorded in the file:
 decoding does not depend on how the encoder tiled (y is coded exactly), and the decoder may tile
@@ -40,15 +40,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import FormatError, ImageError, LicodecError
-from .format import (HEADER_BINDING, INTEGER_TABLES, MAX_METADATA, METADATA_TAGS, METADATA_VERSION,
+from ..errors import FormatError, ImageError, LicodecError
+from ..format import (HEADER_BINDING, INTEGER_TABLES, MAX_METADATA, METADATA_TAGS, METADATA_VERSION,
                      VERSION as FORMAT_VERSION, LicFile, check_size, latent_check, max_payload, pack, unpack)
-from .defaults import DEFAULT_MODEL, DEFAULT_QUALITY, DEFAULT_TILE, check_effort, check_tile  # noqa: F401
-from .entropy.coder import CodingError, legacy_tables
-from .entropy.exact import InexactOperationError
-from .rate import check_quality
-from .models.base import LatentMismatchError, _clamp_to
-from .weights import WeightsError, find_by_fingerprint, find_weights, load_weights, shipped_models
+from ..defaults import DEFAULT_MODEL, DEFAULT_QUALITY, DEFAULT_TILE, check_effort, check_tile  # noqa: F401
+from ..entropy.coder import CodingError, legacy_tables
+from ..entropy.exact import InexactOperationError
+from ..rate import check_quality
+from ..models.base import LatentMismatchError, _clamp_to
+from ..weights import WeightsError, find_by_fingerprint, find_weights, load_weights, shipped_models
+from .runner import coding
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -165,14 +166,10 @@ class Codec:
         model, info = _load(str(path), str(resolve_device(device)))
         return cls(model, info, quality, tile, effort)
 
-    @contextmanager
-    def _tiling(self):
-        """The model (cached and shared between codecs) tiles with this codec's tile size meanwhile."""
-        before, self.model.tile = self.model.tile, self.tile
-        try:
-            yield
-        finally:
-            self.model.tile = before
+    def _coding(self, deterministic: bool = False):
+        """The model (cached and shared between codecs) runs through the codec's runner with this
+        codec's tile size meanwhile (`licodec.codec.runner.coding`)."""
+        return coding(self.model, self.tile, deterministic)
 
     def encode(self, rgb: np.ndarray, channels: int = 3, version: int = FORMAT_VERSION,
                metadata: dict[str, bytes] | None = None) -> bytes:
@@ -194,7 +191,7 @@ class Codec:
         except FormatError as e:
             raise ImageError(str(e)) from None
         try:
-            with self._tiling(), legacy_tables(version < INTEGER_TABLES):
+            with self._coding(), legacy_tables(version < INTEGER_TABLES):
                 enc = self.model.compress(to_uint8_tensor(rgb, self.model.device), self.quality, exact=version >= 2,
                                           effort=self.effort)
         except (CodingError, InexactOperationError) as e:
@@ -207,20 +204,18 @@ class Codec:
         f.latent_crc = latent_check(f, enc.checksum)
         return pack(f)
 
-    def decode_file(self, f: LicFile, deterministic: bool = False) -> np.ndarray:
-        """``deterministic``: the same pixels whatever torch's thread count (g_s on one thread;
-        the latents are the same in any case)."""
+    @contextmanager
+    def _decoding(self, f: LicFile, deterministic: bool = False):
+        """Decoding ``f`` meanwhile: the codec's runner and the file's tables; failures caused by
+        the file or the weights become one-line `FormatError` / `WeightsError`."""
         if f.model != self.model.name or f.fingerprint != self.info["fingerprint"]:
             raise WeightsError(
                 f"file was made with {f.model} weights {f.fingerprint.hex()}, "
                 f"but these weights are {self.model.name} {self.info['fingerprint'].hex()}"
             )
-        rgb = torch.empty((1, f.height, f.width, 3), dtype=torch.uint8)  # the result, filled tile by tile
         try:
-            with self._tiling(), legacy_tables(f.version < INTEGER_TABLES):
-                self.model.decompress(f.streams, (f.height, f.width), latent_check(f, f.latent_crc), f.quality,
-                                      out=rgb.permute(0, 3, 1, 2), exact=f.version >= 2,
-                                      deterministic=deterministic)
+            with self._coding(deterministic), legacy_tables(f.version < INTEGER_TABLES):
+                yield
         except LatentMismatchError as e:
             if f.version < HEADER_BINDING:
                 raise FormatError(f"cannot decode: {e}") from None
@@ -231,14 +226,31 @@ class Codec:
             raise WeightsError(f"{self.info.get('path', 'these weights')}: cannot decode with these weights ({e})") from None
         except (CodingError, ValueError) as e:
             raise FormatError(f"cannot decode: {e}") from None
+
+    def decode_file(self, f: LicFile, deterministic: bool = False) -> np.ndarray:
+        """``deterministic``: the same pixels whatever torch's thread count (g_s on one thread;
+        the latents are the same in any case)."""
+        rgb = torch.empty((1, f.height, f.width, 3), dtype=torch.uint8)  # the result, filled tile by tile
+        with self._decoding(f, deterministic):
+            self.model.decompress(f.streams, (f.height, f.width), latent_check(f, f.latent_crc), f.quality,
+                                  out=rgb.permute(0, 3, 1, 2), exact=f.version >= 2)
         return rgb[0].numpy()
+
+    def latents(self, f: LicFile) -> dict[str, torch.Tensor]:
+        """The latents coded in ``f``, entropy-decoded as `decode_file` decodes them and checked
+        against the file's latent check: ``{"z_hat": (1,N,H/64,W/64), "y_hat": (1,M,H/16,W/16)}``
+        (H, W padded to multiples of 64; float32). Raises as `decode_file` does."""
+        with self._decoding(f):
+            lat = self.model.decode_latents(f.streams, (f.height, f.width), exact=f.version >= 2)
+            self.model.check_latents(latent_check(f, f.latent_crc), lat["z_hat"], lat["y_hat"])
+        return lat
 
 
 def codec_for(f: LicFile, device: str = "cpu", weights: str | Path | None = None, tile: int = DEFAULT_TILE) -> Codec:
     """The codec that decodes ``f``: explicit weights, or the shipped ones with the same fingerprint."""
     if weights is not None:
         return Codec.from_weights(weights, device, tile=tile)
-    from .models import get_model_class
+    from ..models import get_model_class
 
     get_model_class(f.model)  # unknown model name -> clear error
     path = find_by_fingerprint(f.model, f.fingerprint)

@@ -1,4 +1,4 @@
-"""Tiled transforms (`licodec.models.tiling`): equal to the whole-image transforms for convolutional
+"""Tiled transforms (`licodec.codec.tiling`, run by `licodec.codec.runner`): equal to the whole-image transforms for convolutional
 models, bounded memory for large images, the codec's and the CLI's ``--tile``."""
 
 import json
@@ -16,8 +16,10 @@ from conftest import TINY_CONFIGS, tiny_model
 from licodec.codec import Codec, decode, to_tensor, to_uint8
 from licodec.errors import LicodecError
 from licodec.layers.naf import NAFBlock, SimplifiedChannelAttention
-from licodec.models import base
-from licodec.models.tiling import check_tile, margins, receptive_field, tiled
+from licodec.codec import runner
+from licodec.codec.runner import CodingRunner, coding
+from licodec.codec.tiling import margins, receptive_field, tiled
+from licodec.defaults import check_tile
 from licodec.models import create_model, model_names
 
 CONV_MODELS = [n for n in TINY_CONFIGS if not n.startswith("han2024-cca")]  # transforms without global pooling
@@ -65,7 +67,7 @@ def test_receptive_fields_and_margins():
     assert receptive_field(cca.g_a)[2] and receptive_field(cca.g_s)[2]  # NAF's global pooling
     for name in model_names():  # every registered model can tile
         m = tiny_model(name)
-        assert m.tile_margins()[0] % 16 == 0
+        assert CodingRunner(64).margins(m)[0] % 16 == 0
     with pytest.raises(TypeError, match="unknown"):
         receptive_field(nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Upsample(scale_factor=2)))
 
@@ -77,14 +79,14 @@ def test_tiled_transforms_equal_whole_image(name):
     with torch.no_grad():
         y = m.analysis(x, None)
         x_hat = m.synthesis(y, None)
-        m.tile = 64
-        torch.testing.assert_close(m.analysis(x, None), y, rtol=0, atol=1e-5)
-        torch.testing.assert_close(m.synthesis(y, None), x_hat, rtol=0, atol=1e-5)
-        # the margins are tight: one stride less and the tiles' borders show
-        ma, ms = m.tile_margins()
-        m._margins = (ma - 16, ms - 1)
-        assert (m.analysis(x, None) - y).abs().max() > 1e-3
-        assert (m.synthesis(y, None) - x_hat).abs().max() > 1e-3
+        with coding(m, 64) as r:
+            torch.testing.assert_close(m.analysis(x, None), y, rtol=0, atol=1e-5)
+            torch.testing.assert_close(m.synthesis(y, None), x_hat, rtol=0, atol=1e-5)
+            # the margins are tight: one stride less and the tiles' borders show
+            ma, ms = r.margins(m)
+            r.margins = lambda model: (ma - 16, ms - 1)
+            assert (m.analysis(x, None) - y).abs().max() > 1e-3
+            assert (m.synthesis(y, None) - x_hat).abs().max() > 1e-3
 
 
 def test_cca_tiles_exactly_without_the_global_pooling(monkeypatch):
@@ -99,8 +101,7 @@ def test_cca_tiles_exactly_without_the_global_pooling(monkeypatch):
     x = _image(192, 192)
 
     def run(tile):
-        m.tile = tile
-        with torch.no_grad():
+        with torch.no_grad(), coding(m, tile):
             y = m.analysis(x, None)
             return y, m.synthesis(y, None)
 
@@ -117,19 +118,22 @@ def test_cca_tiles_exactly_without_the_global_pooling(monkeypatch):
 
 def test_no_tiling_when_training_or_with_autograd(monkeypatch):
     m = tiny_model("mbt2018-mean")
-    m.tile = 64
     calls = []
-    monkeypatch.setattr(base, "tiled", lambda *a, **k: calls.append(1) or tiled(*a, **k))
+    monkeypatch.setattr(runner, "tiled", lambda *a, **k: calls.append(1) or tiled(*a, **k))
     x = _image(128, 128)
-    m(x)  # eval, but autograd on
-    m.train()
     with torch.no_grad():
-        m(x)
+        m(x)  # the model's own runner never tiles
     assert not calls
-    m.eval()
-    with torch.no_grad():
-        m(x)
-        m.analysis(_image(64, 64), None)  # not larger than a tile
+    with coding(m, 64):
+        m(x)  # eval, but autograd on
+        m.train()
+        with torch.no_grad():
+            m(x)
+        assert not calls
+        m.eval()
+        with torch.no_grad():
+            m(x)
+            m.analysis(_image(64, 64), None)  # not larger than a tile
     assert len(calls) == 2  # g_a and g_s of the 128x128 image
 
 
@@ -138,9 +142,8 @@ def test_check_tile():
     for bad in (-64, 100, 32, 64.5):
         with pytest.raises(ValueError):
             check_tile(bad)
-    m = tiny_model("mbt2018-mean")
     with pytest.raises(ValueError):
-        m.tile = 48
+        CodingRunner(48)
 
 
 def test_uint8_input_and_output_match_float(sample_rgb):
@@ -149,12 +152,11 @@ def test_uint8_input_and_output_match_float(sample_rgb):
     rgb = np.ascontiguousarray(sample_rgb[:150, :230])
     u8 = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
     for tile in (0, 64):
-        m.tile = tile
-        enc = m.compress(to_tensor(rgb, "cpu"))
-        assert m.compress(u8).streams == enc.streams
-        out = torch.empty(1, 150, 230, 3, dtype=torch.uint8)
-        m.decompress(enc.streams, (150, 230), enc.checksum, out=out.permute(0, 3, 1, 2))
-        m.tile = 0
+        with coding(m, tile):
+            enc = m.compress(to_tensor(rgb, "cpu"))
+            assert m.compress(u8).streams == enc.streams
+            out = torch.empty(1, 150, 230, 3, dtype=torch.uint8)
+            m.decompress(enc.streams, (150, 230), enc.checksum, out=out.permute(0, 3, 1, 2))
         assert np.array_equal(out[0].numpy(), to_uint8(m.decompress(enc.streams, (150, 230), enc.checksum)))
 
 
@@ -231,8 +233,7 @@ def test_tiled_transforms_report_their_progress():
     from licodec.progress import reporting
 
     model = tiny_model("mbt2018-mean")
-    model.tile = 64
     seen = []
-    with torch.no_grad(), reporting(lambda *a: seen.append(a)):
+    with torch.no_grad(), coding(model, 64), reporting(lambda *a: seen.append(a)):
         model.analysis(torch.rand(1, 3, 128, 192), None)
     assert [s for s in seen if s[0] == "analysis"] == [("analysis", i, 6) for i in range(7)]

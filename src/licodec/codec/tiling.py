@@ -22,8 +22,8 @@ pool over the whole feature map: the simplified channel attention of the NAF blo
 han2024-cca transform is an approximation (`receptive_field` reports such layers;
 benchmarks/results/large.md measures the difference).
 
-Used by `licodec.models.base.CompressionModel.analysis` / ``synthesis`` when the model's
-``tile`` is set (the codec sets it) and the model runs in eval mode without autograd.
+Used by the codec's runner (`licodec.codec.runner.CodingRunner`), through which a model's
+``analysis`` / ``synthesis`` run while it codes, in eval mode without autograd.
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from ..defaults import DEFAULT_TILE, TILE_MULTIPLE, check_tile  # noqa: F401  (the codec's tile rule)
 from ..progress import report
-
 
 
 def _splits(n: int, tile: int, align: int) -> list[tuple[int, int]]:
