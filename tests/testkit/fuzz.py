@@ -44,6 +44,7 @@ fast sample.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import re
@@ -533,6 +534,10 @@ def guarded(call: Callable[[], Any], time_limit: float = 5.0, rss_limit_mib: flo
     one of `CLEAN_ERRORS`, "failure" for anything else, a timeout or too much memory."""
     use_alarm = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
+    # no garbage collection inside a case: collecting earlier cases' garbage there would lower the
+    # RSS the peak is compared with and hide what the case itself allocated
+    collecting = gc.isenabled()
+    gc.disable()
     rss0, reset = _start_rss_watch()
     t0 = time.perf_counter()
     outcome, reason, detail, out = "failure", "", "", None
@@ -555,6 +560,8 @@ def guarded(call: Callable[[], Any], time_limit: float = 5.0, rss_limit_mib: flo
     finally:
         if use_alarm:
             signal.signal(signal.SIGALRM, old)
+        if collecting:
+            gc.enable()
     seconds = time.perf_counter() - t0
     growth = max(0.0, _peak_rss(reset) - rss0)
     result = Result(outcome, reason, seconds, growth, detail)
