@@ -503,8 +503,29 @@ def _status_mib(key: str) -> float | None:
     return None
 
 
+def _release_free_memory() -> None:
+    """Hand the allocator's free but resident memory back to the system (glibc's ``malloc_trim``;
+    elsewhere nothing). Without it a case's allocation can be served from memory that earlier work
+    freed and that still counts in the RSS (a freed model's tensors, say), and the case's growth
+    would not show in the peak."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None  # glibc's malloc_trim, once looked up (False: not available)
+
+
 def _start_rss_watch() -> tuple[float, bool]:
     """(the RSS to compare the peak with, whether the peak was reset) before a case."""
+    _release_free_memory()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
