@@ -44,7 +44,7 @@ fast sample.
 
 from __future__ import annotations
 
-import gc
+import ctypes
 import math
 import os
 import re
@@ -503,29 +503,19 @@ def _status_mib(key: str) -> float | None:
     return None
 
 
-def _release_free_memory() -> None:
-    """Hand the allocator's free but resident memory back to the system (glibc's ``malloc_trim``;
-    elsewhere nothing). Without it a case's allocation can be served from memory that earlier work
-    freed and that still counts in the RSS (a freed model's tensors, say), and the case's growth
-    would not show in the peak."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim = None  # glibc's malloc_trim, once looked up (False: not available)
+try:  # glibc's malloc_trim: hands the allocator's free but resident memory back to the system
+    _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):  # another C library: nothing to trim with
+    _MALLOC_TRIM = None
 
 
 def _start_rss_watch() -> tuple[float, bool]:
-    """(the RSS to compare the peak with, whether the peak was reset) before a case."""
-    _release_free_memory()
+    """(the RSS to compare the peak with, whether the peak was reset) before a case. The free but
+    resident memory is trimmed first: otherwise a case's allocation can be served from memory that
+    earlier work freed and that still counts in the RSS (a freed model's tensors, say), and its
+    growth would not show in the peak."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
@@ -555,10 +545,6 @@ def guarded(call: Callable[[], Any], time_limit: float = 5.0, rss_limit_mib: flo
     one of `CLEAN_ERRORS`, "failure" for anything else, a timeout or too much memory."""
     use_alarm = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
-    # no garbage collection inside a case: collecting earlier cases' garbage there would lower the
-    # RSS the peak is compared with and hide what the case itself allocated
-    collecting = gc.isenabled()
-    gc.disable()
     rss0, reset = _start_rss_watch()
     t0 = time.perf_counter()
     outcome, reason, detail, out = "failure", "", "", None
@@ -581,8 +567,6 @@ def guarded(call: Callable[[], Any], time_limit: float = 5.0, rss_limit_mib: flo
     finally:
         if use_alarm:
             signal.signal(signal.SIGALRM, old)
-        if collecting:
-            gc.enable()
     seconds = time.perf_counter() - t0
     growth = max(0.0, _peak_rss(reset) - rss0)
     result = Result(outcome, reason, seconds, growth, detail)

@@ -15,10 +15,9 @@ values (``forward_latents`` of the model in eval mode, its entropy models in
 
 Large images (larger than the tile of the model's runner: the codec's ``--tile``) are refined
 tile by tile: each tile of y with a margin (and its z) is optimised on its own pixels, and only
-its interior is kept. At the end both
-the refined and the starting latents are coded, decoded by the synthesis transform as the decoder
-does (uint8 pixels) and measured with the real stream sizes; the lower loss is kept, so effort
-never codes an image worse than effort 0 does.
+its interior is kept. At the end both the refined and the starting latents are coded, decoded by
+the synthesis transform as the decoder does (uint8 pixels) and measured with the real stream
+sizes; the lower loss is kept, so effort never codes an image worse than effort 0 does.
 
 Deterministic on a given machine and thread count (no randomness; the same operations in the same
 order). Effort levels: `EFFORT_STEPS` (the optimiser steps per image, or per tile).
