@@ -72,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16: bfloat16 autocast with channels_last for the transforms g_a/g_s (GDN, layer norms, "
                         "entropy models and the loss stay float32); auto: bf16 where it is measured faster "
-                        "(CPUs with AMX-BF16, GPUs with bfloat16), else fp32 (see licodec.precision)")
+                        "(CPUs with AMX-BF16 or AVX512-BF16, GPUs with bfloat16), else fp32 (see licodec.precision)")
     p.add_argument("--compile", action="store_true",
                    help="run g_a/g_s through torch.compile in training (needs a C++ compiler; ~2x faster bf16 steps "
                         "on AMX CPUs after ~10 s of compilation; evaluation and coding stay eager)")
