@@ -72,6 +72,29 @@ def test_every_shipped_file_is_reachable_for_decoding():
             assert find_weights(model, q).exists()
 
 
+def test_a_file_made_with_retired_weights_names_the_release_that_decodes_it(monkeypatch, tmp_path, capsys):
+    """Once a retired weight file is gone from the package, decoding a file made with it is a one-line
+    error naming the release that ships it (here: the file hidden from the shipped list)."""
+    from licodec import cli, weights
+    from licodec.weights import WeightsError
+
+    retired = [w for w in shipped_files() if w.fingerprint in weights.RETIRED]
+    assert retired, "every entry of RETIRED is shipped until its removal commit, then this test goes"
+    w = retired[0]
+    data = Codec.from_weights(w.path, quality=w.quality).encode(torch.zeros(8, 8, 3, dtype=torch.uint8).numpy())
+    kept = tuple(s for s in weights._shipped() if s.fingerprint != w.fingerprint)
+    monkeypatch.setattr(weights, "_shipped", lambda: kept)
+    release = weights.RETIRED[w.fingerprint]
+    with pytest.raises(WeightsError, match=rf"retired from this licodec: decode it with licodec {release}"):
+        decode(data)
+    src, out = tmp_path / "old.lic", tmp_path / "old.png"
+    src.write_bytes(data)
+    assert cli.main(["decompress", str(src), "-o", str(out)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"licodec {release}" in err and not out.exists(), err
+    assert decode(data, weights=w.path)[0].shape == (8, 8, 3)  # --weights still decodes it
+
+
 def test_bytes_and_latents_do_not_depend_on_the_thread_count(sample_rgb):
     """With trained weights some means and scales sit near a quantization boundary, where the float
     reduction order (set by the thread count) decides the symbol: encode with 1, 2 and 4 threads

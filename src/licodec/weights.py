@@ -357,6 +357,26 @@ def find_weights(model: str, quality: float) -> Path:
     raise WeightsError(f"{model!r} has no shipped weights for quality {quality:g} (available: {', '.join(have)})")
 
 
+# Shipped weight files that a later release removes from the package (issue 18: superseded by the
+# variable-rate default), by fingerprint: the last licodec release that ships them. A .lic file made
+# with one of them names it; where it is no longer installed, `retired_release` lets the decoder
+# say which release decodes the file instead of only "not installed".
+RETIRED = {
+    # the fixed-rate mbt2018-mean-q1..q6 of licodec 0.1 (N=64, M=96), superseded in 0.2
+    "2a3b13602123f69e": "0.3",
+    "ed1fd0bdebfb9b0f": "0.3",
+    "b17869a006c5c0bb": "0.3",
+    "65ab0207482d000d": "0.3",
+    "457c5bbaf497a9d9": "0.3",
+    "01778db91a8b06ff": "0.3",
+}
+
+
+def retired_release(fp: bytes) -> str | None:
+    """The last licodec release that ships the weights with fingerprint ``fp``, if they are retired."""
+    return RETIRED.get(fp.hex())
+
+
 def find_by_fingerprint(model: str, fp: bytes) -> Path | None:
     """The weight file with this model name and fingerprint: a shipped one, else one in the user's
     weight folder (`user_weights_dir`, where `licodec import` writes)."""

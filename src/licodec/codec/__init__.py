@@ -48,7 +48,8 @@ from ..entropy.coder import CodingError, legacy_tables
 from ..entropy.exact import InexactOperationError
 from ..rate import check_quality
 from ..models.base import LatentMismatchError, _clamp_to
-from ..weights import WeightsError, find_by_fingerprint, find_weights, load_weights, shipped_models
+from ..weights import (WeightsError, find_by_fingerprint, find_weights, load_weights, retired_release,
+                       shipped_models)
 from .runner import coding
 
 
@@ -255,6 +256,11 @@ def codec_for(f: LicFile, device: str = "cpu", weights: str | Path | None = None
     get_model_class(f.model)  # unknown model name -> clear error
     path = find_by_fingerprint(f.model, f.fingerprint)
     if path is None:
+        release = retired_release(f.fingerprint)
+        if release is not None:
+            raise WeightsError(
+                f"file was made with {f.model} weights {f.fingerprint.hex()}, retired from this licodec: "
+                f"decode it with licodec {release} (pip install 'licodec=={release}.*') or pass --weights FILE")
         have = ", ".join(shipped_models()) or "none"
         raise WeightsError(
             f"file was made with {f.model} weights {f.fingerprint.hex()} which are not installed "
