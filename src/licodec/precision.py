@@ -7,9 +7,8 @@ pays only where oneDNN has bfloat16 instructions: measured on an Intel Xeon with
 float32 in the standard layout and 1.6x faster than float32 channels_last; on an AMD EPYC Zen 4
 with AVX512-BF16 (train_speed_zen4.md) 2.0x faster than float32 channels_last with
 ``--compile`` (1.45 vs 2.87 s/step); on a Zen 3 without either it is emulated and 8x slower
-(train_speed_amd.md).
-``auto`` picks bf16 on CPUs with AMX-BF16 or AVX512-BF16 and on GPUs with bfloat16, float32
-elsewhere. Coding always runs in float32.
+(train_speed_amd.md). ``auto`` picks bf16 on CPUs with AMX-BF16 or AVX512-BF16 and on GPUs with
+bfloat16, float32 elsewhere. Coding always runs in float32.
 """
 
 from __future__ import annotations
