@@ -79,7 +79,7 @@ def test_a_file_made_with_retired_weights_names_the_release_that_decodes_it(monk
     from licodec.weights import WeightsError
 
     retired = [w for w in shipped_files() if w.fingerprint in weights.RETIRED]
-    assert retired, "every entry of RETIRED is shipped until its removal commit, then this test goes"
+    assert retired, "RETIRED names no shipped file: after the removal, test with a .lic made before it instead"
     w = retired[0]
     data = Codec.from_weights(w.path, quality=w.quality).encode(torch.zeros(8, 8, 3, dtype=torch.uint8).numpy())
     kept = tuple(s for s in weights._shipped() if s.fingerprint != w.fingerprint)

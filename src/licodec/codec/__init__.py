@@ -256,14 +256,14 @@ def codec_for(f: LicFile, device: str = "cpu", weights: str | Path | None = None
     get_model_class(f.model)  # unknown model name -> clear error
     path = find_by_fingerprint(f.model, f.fingerprint)
     if path is None:
+        made = f"file was made with {f.model} weights {f.fingerprint.hex()}"
         release = retired_release(f.fingerprint)
         if release is not None:
-            raise WeightsError(
-                f"file was made with {f.model} weights {f.fingerprint.hex()}, retired from this licodec: "
-                f"decode it with licodec {release} (pip install 'licodec=={release}.*') or pass --weights FILE")
+            raise WeightsError(f"{made}, retired from this licodec: decode it with licodec {release} "
+                               f"(pip install 'licodec=={release}.*') or pass --weights FILE")
         have = ", ".join(shipped_models()) or "none"
         raise WeightsError(
-            f"file was made with {f.model} weights {f.fingerprint.hex()} which are not installed "
+            f"{made} which are not installed "
             f"(shipped models: {have}); pass --weights FILE"
         )
     return Codec.from_weights(path, device, tile=tile)
