@@ -11,9 +11,9 @@ torch's threads). While it codes, the codec installs a `CodingRunner` (`coding`)
 - runs the float networks whose outputs the encoder rounds to symbols (g_a and h_a, which the
   model marks with ``runner.symbols()``) on one thread (`coding_threads`), so that the ``.lic``
   bytes do not depend on ``torch.set_num_threads``;
-- runs g_s on channels_last tensors (1.3-1.7x faster on the CPUs measured,
-  benchmarks/results/decode_layout.md; the pixels differ from the standard layout's by at most one
-  8-bit level, as between thread counts) — except with ``deterministic``, which runs g_s on one
+- runs g_s on channels_last tensors (on an AMD Zen 4, g_s 1.25-1.7x faster and a 768x512 decode
+  1.2-1.4x, benchmarks/results/decode_layout.md; the pixels differ from the standard layout's by at
+  most one 8-bit level, as between thread counts) — except with ``deterministic``, which runs g_s on one
   thread in the standard layout: the same pixels whatever the thread count, and as recorded in
   tests/golden.
 """
