@@ -40,6 +40,27 @@ def test_symbols_are_computed_on_one_thread_only_under_the_codec(name):
         torch.set_num_threads(n)
 
 
+@pytest.mark.parametrize("tile", [0, 64])
+def test_g_s_runs_channels_last_unless_decoding_is_deterministic(tile):
+    """The codec's decoder feeds g_s channels_last tensors (oneDNN's faster NHWC kernels), whole or
+    tile by tile; deterministic decoding keeps the standard layout, so its pixels stay those of
+    tests/golden; both decode the same latents to pixels equal up to float noise."""
+    m = tiny_model("mbt2018-mean")
+    layouts = []
+    m.g_s.register_forward_pre_hook(
+        lambda _, args: layouts.append("cl" if args[0].is_contiguous(memory_format=torch.channels_last)
+                                       else "nchw" if args[0].is_contiguous() else "other"))
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with coding(m, tile):
+        enc = m.compress(x)
+        fast = m.decompress(enc.streams, (128, 128), enc.checksum)
+    with coding(m, tile, deterministic=True):
+        ref = m.decompress(enc.streams, (128, 128), enc.checksum)
+    tiles = 4 if tile else 1  # 128x128 in 64x64 tiles
+    assert layouts == ["cl"] * tiles + ["nchw"] * tiles
+    assert (fast - ref).abs().max() < 1e-4
+
+
 def test_coding_installs_and_restores_the_runner():
     m = tiny_model("mbt2018-mean")
     assert type(m.runner) is Runner and m.runner.tile == 0

@@ -181,8 +181,9 @@ class CompressionModel(nn.Module):
 
     def compile_transforms(self) -> None:
         """Training runs g_a and g_s through ``torch.compile`` (the same modules and parameters;
-        evaluation and coding stay eager). About 2x faster bf16 training steps on an AMX CPU
-        (benchmarks/results/train_speed.md), after ~10 s of compilation."""
+        evaluation and coding stay eager): bf16 training steps 1.7x faster on an AMD Zen 4 with
+        AVX512-BF16 (benchmarks/results/train_speed_zen4.md) and about 2x on an Intel Xeon with AMX
+        (train_speed.md), after ~10 s of compilation."""
         self._compiled.update({id(m): torch.compile(m) for m in (self.g_a, self.g_s)})
 
     def config_dict(self) -> dict:
