@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,18 +25,11 @@ sys.path.insert(0, str(REPO / "src"))
 
 from pausing import paused  # noqa: E402  (benchmarks/pausing.py, beside this script)
 
+from licodec.evaluation.machine import machine_info, machine_line  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results"
 IMAGE = REPO / "data" / "val768" / "mate-Dune.png"
 CAMPAIGN = REPO / "campaign" / "checkpoint.safetensors"
-
-
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set(fields.get("flags", "").split())
-    return (f"{fields.get('model name', platform.processor())} (family {fields.get('cpu family', '?')} model "
-            f"{fields.get('model', '?')}; AMX-BF16: {'amx_bf16' in flags}, AVX512-BF16: {'avx512_bf16' in flags})")
 
 
 def main() -> int:
@@ -89,7 +81,7 @@ def main() -> int:
                                     pixels=int(a8.size))
     finally:
         runner._channels_last = fast
-    out = {"machine": cpu_name(), "torch": torch.__version__, "image": IMAGE.name, "size": "768x512",
+    out = {"machine": machine_line(machine_info()), "torch": torch.__version__, "image": IMAGE.name, "size": "768x512",
            "repeat": a.repeat, "rows": rows}
     Path(a.out).with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [

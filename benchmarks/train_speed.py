@@ -93,19 +93,6 @@ def time_steps(name: str, config: dict, mode: str, batch: int, patch: int, steps
             "warmup_s": warm, "params_m": params / 1e6, "loss_finite": bool(torch.isfinite(terms["loss"]))}
 
 
-def cpu_ids() -> str:
-    """ (family F model M) from /proc/cpuinfo: virtual machines often name the CPU only generically."""
-    ids = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            k, _, v = line.partition(":")
-            if k.strip() in ("cpu family", "model") and k.strip() not in ids:
-                ids[k.strip()] = v.strip()
-    except OSError:
-        return ""
-    return f" (family {ids.get('cpu family', '?')} model {ids.get('model', '?')})" if ids else ""
-
-
 def label(r: dict) -> str:
     c = r["config"]
     if r["model"] == "han2024-cca":
@@ -140,7 +127,7 @@ def main(argv=None) -> int:
                 rows.append(r)
                 print(json.dumps({k: v for k, v in r.items() if k != "config"}), flush=True)
     flags = cpu_flags()
-    machine = {"cpu": machine_info()["cpu"] + cpu_ids(), "threads": a.threads, "amx_bf16": "amx_bf16" in flags,
+    machine = {"cpu": machine_info()["cpu"], "threads": a.threads, "amx_bf16": "amx_bf16" in flags,
                "avx512_bf16": "avx512_bf16" in flags, "torch": torch.__version__, "python": platform.python_version(),
                "auto_precision": resolve_precision("auto", "cpu"), "batch": a.batch, "patch": a.patch,
                "steps_timed": a.steps, "date": time.strftime("%Y-%m-%d")}

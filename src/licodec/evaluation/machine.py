@@ -5,16 +5,26 @@ from __future__ import annotations
 import os
 import platform
 
+from ..precision import BF16_CPU_FLAGS, cpu_flags
 
-def _cpu_name() -> str:
+
+def _cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name and its family/model numbers from /proc/cpuinfo ("AMD EPYC (family 25
+    model 17)": virtual machines often name the CPU only generically); elsewhere platform's name."""
+    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                k, sep, v = line.partition(":")
+                if not sep:
+                    break  # the first processor's block ends at its blank line
+                fields.setdefault(k.strip(), v.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    ids = f" (family {fields['cpu family']} model {fields['model']})" if "cpu family" in fields and "model" in fields else ""
+    return fields["model name"] + ids
 
 
 def _memory_gib() -> float | None:
@@ -35,6 +45,8 @@ def machine_info(device: str = "cpu") -> dict:
 
     info = {
         "cpu": _cpu_name(),
+        # the bfloat16 instructions oneDNN uses (what `--precision auto` looks for): speeds depend on them
+        "bf16_instructions": sorted(cpu_flags() & BF16_CPU_FLAGS),
         "cores": os.cpu_count(),
         "memory_gib": _memory_gib(),
         "platform": platform.platform(),
@@ -54,6 +66,8 @@ def machine_info(device: str = "cpu") -> dict:
 def machine_line(info: dict) -> str:
     parts = [f"{info['cpu']} ({info['cores']} cores"
              + (f", {info['memory_gib']:g} GiB)" if info.get("memory_gib") else ")")]
+    if "bf16_instructions" in info:
+        parts.append("bf16 instructions: " + (", ".join(info["bf16_instructions"]) or "none"))
     if info.get("gpu"):
         parts.append(f"GPU {info['gpu']}")
     threads = info["torch_threads"]
