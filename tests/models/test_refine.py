@@ -75,6 +75,23 @@ def test_variable_rate_fractional_quality_and_tiles(tmp_path, rgb):
     assert header.quality == 3.5 and out.shape == rgb.shape
 
 
+def test_tiled_refinement_margin_covers_the_synthesis_reach():
+    """Each refined tile of y carries g_s's reach (the runner's margin, in latent positions) around it,
+    rounded up to whole z positions: a han2024-cca with the paper's block counts reaches 8 positions."""
+    from licodec.codec.runner import coding
+    from licodec.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("han2024-cca", {**TINY_CONFIGS["han2024-cca"], "naf_blocks": [4, 4, 4], "res_blocks": 3}).eval()
+    with coding(m, tile=128):
+        reach = m.runner.margins(m)[1]
+        assert reach == 8
+        assert refine._tile_in_y(m, 128, 128, 16, 4) == (0, 0)  # not larger than the tile: refined whole
+        assert refine._tile_in_y(m, 96, 256, 16, 4) == (8, 8)  # 128 px = 8 y positions; the margin covers the reach
+    with coding(m, tile=192):
+        assert refine._tile_in_y(m, 256, 64, 16, 4) == (12, 8)
+
+
 def test_effort_levels_are_checked():
     assert refine.check_effort("max") == refine.MAX_EFFORT == max(refine.EFFORT_STEPS)
     for bad in (-1, refine.MAX_EFFORT + 1, 1.5, True, "2", None):

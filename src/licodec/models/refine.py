@@ -25,7 +25,6 @@ order). Effort levels: `EFFORT_STEPS` (the optimiser steps per image, or per til
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 
 import torch
@@ -108,20 +107,26 @@ def _spans(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
     return [(a, min(a + tile, n), max(a - margin, 0), min(a + tile + margin, n)) for a in range(0, n, tile)]
 
 
+def _tile_in_y(model, H: int, W: int, s: int, r: int) -> tuple[int, int]:
+    """(tile, margin) in y positions, both multiples of r (one z position), for refining an HxW
+    image tile by tile under the model's runner (s pixels per y position); (0, 0) when the image is
+    not larger than its tile. The margin covers g_s's reach, which the runner gives in y positions."""
+    tile = model.runner.tile
+    if not (tile and max(H, W) > tile):
+        return 0, 0
+    return max(r, tile // s // r * r), -(-model.runner.margins(model)[1] // r) * r
+
+
 def refine(model, x: Tensor, quality, y0: Tensor, z0: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     """Refined (y, z) for image x (1,3,H,W), float in [0, 1] or uint8, from the analysis output
     (y0, z0) of `analysis_latents`; tile by tile when the image is larger than the tile of the
     model's runner (``model.runner.tile``: the codec's, while it codes)."""
     q, lam = _lambda(model, quality, x.device)
     H, W = x.shape[-2:]
-    s, r = model.downsample // 4, 4  # pixels per y position (16); y positions per z position
+    s, r = model.analysis_stride, model.downsample // model.analysis_stride  # pixels per y position (16); y per z (4)
     n_h, n_w = y0.shape[-2:]
-    tile = model.runner.tile
-    if tile and max(H, W) > tile:
-        t = max(r, tile // s // r * r)  # the tile, in y positions (a multiple of 4)
-        margin = -(-math.ceil(model.runner.margins(model)[1] / s) // r) * r  # g_s's reach, in y positions
-    else:
-        t, margin = max(n_h, n_w), 0
+    t, margin = _tile_in_y(model, H, W, s, r)
+    t = t or max(n_h, n_w)  # not tiled: one span of the whole y
     rows, cols = _spans(n_h, t, margin), _spans(n_w, t, margin)
     y, z = y0.clone(), z0.clone()
     done, total = [0], steps * len(rows) * len(cols)
