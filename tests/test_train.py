@@ -74,6 +74,36 @@ def test_bf16_moments_halve_the_state_and_resume(tmp_path, train_images):
     assert [r[0] for r in rows[1:]] == ["2", "4"] and all(math.isfinite(float(c)) for c in rows[-1][1:4])
 
 
+def test_state_without_first_moments_resumes_with_them_at_zero(tmp_path, train_images):
+    """A state packed for travel without Adam's exp_avg (scripts/gpu_leg.py) resumes: the first
+    moments start at zero, the second moments, weights, step and RNG states are those stored."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from licodec.models import create_model
+
+    train.run(_args(tmp_path, "m", 4, stop_at=2))
+    ckpt = tmp_path / "m" / train.CKPT
+    full = load_file(ckpt)
+    with safe_open(str(ckpt), framework="pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["clock"])["gpu_s"] == 0.0  # trained on the CPU
+    save_file({k: v for k, v in full.items() if not k.endswith(".exp_avg")}, str(ckpt), metadata=meta)
+    model = create_model("mbt2018-mean", FIXED[1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    assert train.load_checkpoint(ckpt, model, opt, torch.Generator()) == 2
+    states = [opt.state[p] for p in model.parameters()]
+    assert states and all(not st["exp_avg"].any() for st in states)
+    sq = sorted(k for k in full if k.endswith(".exp_avg_sq"))
+    assert all(torch.equal(opt.state_dict()["state"][int(k.split(".")[1])]["exp_avg_sq"], full[k]) for k in sq)
+    train.run(_args(tmp_path, "m", 4, resume=True))
+    resumed = load_file(ckpt)
+    assert resumed.keys() == full.keys()  # a full state again
+    assert any(resumed[k].any() for k in full if k.endswith(".exp_avg"))
+    rows = log_rows(tmp_path / "m" / "log.csv")
+    assert [r[0] for r in rows[1:]] == ["2", "4"] and all(math.isfinite(float(c)) for c in rows[-1][1:4])
+
+
 def test_random_mask_and_warm_start_from_another_model(tmp_path, train_images):
     from conftest import tiny_model
     from licodec.weights import save_weights

@@ -113,11 +113,18 @@ def _optim_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
 
 
 def _optim_from_tensors(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    """Adam's state from ``optim.<param>.<key>`` tensors. A state packed without the first moments
+    (``exp_avg``: `scripts/gpu_leg.py` leaves them out so that a run travels in less space) resumes
+    with them at zero: Adam's running mean of the gradients then rebuilds within ~1/(1-β₁) = 10 steps,
+    while the second moments, which set each parameter's step size, are kept."""
     state: dict[int, dict] = {}
     for key, v in tensors.items():
         if key.startswith("optim."):
             _, pid, k = key.split(".", 2)
             state.setdefault(int(pid), {})[k] = v
+    for st in state.values():
+        if "exp_avg_sq" in st and "exp_avg" not in st:
+            st["exp_avg"] = torch.zeros_like(st["exp_avg_sq"])
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
@@ -161,8 +168,9 @@ def load_checkpoint(path: Path, model, opt, gen: torch.Generator, rank: int = 0,
         meta = f.metadata()
     tensors = load_file(str(path))
     _load_model_tensors(model, tensors)
-    _optim_from_tensors(opt, {k: v.to(device) for k, v in tensors.items() if k.startswith("optim.")},
-                        json.loads(meta["optim"]))
+    # Optimizer.load_state_dict puts the moments on their parameters' device and keeps Adam's step
+    # counts where a fresh Adam has them (on the CPU unless capturable/fused)
+    _optim_from_tensors(opt, {k: v for k, v in tensors.items() if k.startswith("optim.")}, json.loads(meta["optim"]))
     if int(meta.get("ranks", 1)) != world or f"rng.{rank}.torch" not in tensors:
         raise LicodecError(f"{path} was written by a run with {meta.get('ranks', 1)} process(es); "
                            f"resume it with the same number")
@@ -174,8 +182,9 @@ def load_checkpoint(path: Path, model, opt, gen: torch.Generator, rank: int = 0,
 
 
 def checkpoint_clock(path: Path) -> dict:
-    """{"wall_s", "cpu_s"}: training time a checkpoint's run has spent so far, over all its sessions
-    (wall clock and this process's CPU time in the training loop; {} for older checkpoints)."""
+    """{"wall_s", "cpu_s", "gpu_s"}: training time a checkpoint's run has spent so far, over all its
+    sessions (wall clock, the processes' CPU time in the training loop, and the wall clock of the
+    sessions on a GPU; keys missing in checkpoints written before they were recorded)."""
     with safe_open(str(path), framework="pt") as f:
         return json.loads(f.metadata().get("clock", "{}"))
 
@@ -483,9 +492,15 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
     stop_signal = _StopSignal(dd.world == 1)
     t_wall, t_cpu = time.monotonic(), time.process_time()
 
+    on_gpu = torch.device(dd.device).type == "cuda"
+
     def clock() -> dict:
-        return {"wall_s": clock0.get("wall_s", 0.0) + time.monotonic() - t_wall,
-                "cpu_s": clock0.get("cpu_s", 0.0) + time.process_time() - t_cpu}
+        """Training time over all sessions: wall clock, this process's CPU time, and the wall clock
+        spent on a GPU (a run that moves between machines, e.g. the campaign's GPU legs)."""
+        wall = time.monotonic() - t_wall
+        return {"wall_s": clock0.get("wall_s", 0.0) + wall,
+                "cpu_s": clock0.get("cpu_s", 0.0) + time.process_time() - t_cpu,
+                "gpu_s": clock0.get("gpu_s", 0.0) + (wall if on_gpu else 0.0)}
 
     budget_done = False
     try:
