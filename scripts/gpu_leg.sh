@@ -18,6 +18,6 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --f
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 # SIGINT after SECONDS: the run checkpoints at the step it is on and exits (non-zero: interrupted)
 timeout -s INT -k 120 "$secs" python3 -m licodec.cli train @campaign/run.args --resume --device cuda \
-  --data .gpu/train --val '' --threads 8 --checkpoint-minutes 3 "$@" 2>&1 | tr '\r' '\n' | grep -v '^mbt2018-mean q' | tail -n 40
+  --data .gpu/train --val '' --threads 8 --checkpoint-minutes 3 "$@" 2>&1 | tr '\r' '\n' | tail -n 30
 python3 scripts/gpu_leg.py split campaign/checkpoint.safetensors campaign/log.csv "$out"
 tail -n 3 campaign/log.csv
