@@ -1,24 +1,17 @@
 """benchmarks/campaign.py's rule for "beats the current default": a point against a curve."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from testkit import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def campaign():
-    sys.path.insert(0, str(BENCH))  # the script imports benchmarks/pausing.py beside it
-    try:
-        spec = importlib.util.spec_from_file_location("campaign_bench", BENCH / "campaign.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(BENCH))
-    return mod
+    return load_script(BENCH / "campaign.py", "campaign_bench")  # imports benchmarks/pausing.py beside it
 
 
 CURVE = [{"bpp": 0.2, "psnr": 27.0}, {"bpp": 0.4, "psnr": 29.0}, {"bpp": 1.1, "psnr": 30.0}]

@@ -1,7 +1,6 @@
 """scripts/gpu_leg.py, the campaign's GPU leg, on tiny stand-ins: what travels, the trip back, and
 that the files held aside always come back."""
 
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
@@ -12,15 +11,14 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from testkit import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_leg.py"
 
 
 @pytest.fixture(scope="module")
 def leg():
-    spec = importlib.util.spec_from_file_location("gpu_leg", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "gpu_leg")
 
 
 def state(path: Path, step: int, keys=("model.w", "optim.0.exp_avg", "optim.0.exp_avg_sq", "optim.0.step")) -> Path:

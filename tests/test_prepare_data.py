@@ -1,6 +1,5 @@
 """Pure helpers of scripts/prepare_data.py on small synthetic inputs (offline, fast)."""
 
-import importlib.util
 import io
 import struct
 import zlib
@@ -10,15 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from testkit import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
 
 
 @pytest.fixture(scope="module")
 def pd():
-    spec = importlib.util.spec_from_file_location("prepare_data", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "prepare_data")
 
 
 def photo(seed: int, size=(320, 240)) -> Image.Image:

@@ -9,10 +9,12 @@ in milliseconds, for the tests, the fuzz run (`benchmarks/run_fuzz.py`) and quic
     from testkit import TINY_CONFIGS
     model = create_model("han2024-cca", TINY_CONFIGS["han2024-cca"])
 
-`reordered_sums`: what another machine does to float sums, on this one.
+`reordered_sums`: what another machine does to float sums, on this one. `load_script`: a script of
+scripts/ or benchmarks/ as a module, for the tests of its functions.
 """
 
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch.nn.functional as F
 
@@ -61,3 +63,20 @@ def reordered_sums():
         yield count
     finally:
         F.conv2d, F.conv_transpose2d = conv2d, conv_transpose2d
+
+
+def load_script(path, name: str):
+    """The Python file ``path`` (a script, not a package module) imported as module ``name``, with its
+    own folder on ``sys.path`` meanwhile (for the helpers beside it, e.g. benchmarks/pausing.py)."""
+    import importlib.util
+    import sys
+
+    folder = str(Path(path).parent)
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(folder)
+    return mod
