@@ -116,14 +116,20 @@ def join(folder: Path, dest: Path) -> int:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as e:
         raise LegError(f"{folder}: no readable manifest.json ({e}); nothing came back to unpack") from None
-    with open(dest, "wb") as f:
-        for name in manifest["parts"]:
-            if Path(name).name != name:
-                raise LegError(f"manifest names a part outside {folder}: {name!r}")
-            f.write((folder / name).read_bytes())
-    if dest.stat().st_size != manifest["bytes"] or sha256(dest) != manifest["sha256"]:
-        dest.unlink()
-        raise LegError(f"the state joined from {folder} does not match its manifest (size or SHA-256)")
+    try:
+        with open(dest, "wb") as f:
+            for name in manifest["parts"]:
+                if Path(name).name != name:
+                    raise LegError(f"manifest names a part outside {folder}: {name!r}")
+                try:
+                    f.write((folder / name).read_bytes())
+                except OSError as e:
+                    raise LegError(f"part {name} did not come back ({e})") from None
+        if dest.stat().st_size != manifest["bytes"] or sha256(dest) != manifest["sha256"]:
+            raise LegError(f"the state joined from {folder} does not match its manifest (size or SHA-256)")
+    except BaseException:
+        dest.unlink(missing_ok=True)  # no partial state is left behind
+        raise
     return state_step(dest)
 
 

@@ -73,6 +73,10 @@ def test_split_and_join_round_trip_and_check(leg, tmp_path):
     assert not (tmp_path / "j.safetensors").exists()
     with pytest.raises(leg.LegError, match="manifest"):
         leg.join(tmp_path / "nothing", tmp_path / "j.safetensors")
+    (tmp_path / "out" / m["parts"][0]).unlink()  # a part that did not come back
+    with pytest.raises(leg.LegError, match="did not come back"):
+        leg.join(tmp_path / "out", tmp_path / "j.safetensors")
+    assert not (tmp_path / "j.safetensors").exists()
 
 
 def test_hold_and_restore(leg, repo):
