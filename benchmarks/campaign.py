@@ -6,7 +6,9 @@ A row: the checkpoint's step and training time, BD-rates (PSNR, real file sizes)
 WebP and HEVC and against the current default, PSNR and bpp at qualities 1, 4 and 8, whether it
 beats the current default at every quality (each of its points above the default's curve:
 `psnr_above`), and the decode time of a 768×512 photo on 2 threads. All from ``licodec eval`` on the
-validation split with the checkpoint exported as a weight file (`licodec.train.export_checkpoint`).
+validation split with the checkpoint exported as a weight file (`licodec.train.export_checkpoint`):
+the run's average of the weights (``--ema``, `licodec.ema`) where ``ema.safetensors`` beside the state
+holds the state's step, else the weights themselves (``--weights`` picks; the row says which).
 
     python benchmarks/campaign.py --pause PID   # evaluate campaign/checkpoint.safetensors (PID: the
                                                 # training process, stopped while decode is timed)
@@ -75,6 +77,7 @@ def evaluate(a) -> dict:
 
     from licodec.evaluation.machine import machine_info, machine_line
     from licodec.evaluation.run import bd_rates
+    from licodec.ema import EMA_FILE
     from licodec.train import export_checkpoint
 
     with safe_open(a.state, framework="pt") as f:
@@ -82,7 +85,9 @@ def evaluate(a) -> dict:
     step, clock = int(meta["step"]), json.loads(meta.get("clock", "{}"))
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    weights = export_checkpoint(Path(a.state), work / f"campaign-step{step}.safetensors")
+    ema_file = Path(a.state).parent / EMA_FILE
+    kind = a.weights if a.weights != "auto" else ("ema" if _average_of(ema_file, step) else "raw")
+    weights = export_checkpoint(Path(a.state), work / f"campaign-step{step}-{kind}.safetensors", ema=kind == "ema")
     report = work / f"eval-step{step}"
     subprocess.run([sys.executable, "-m", "licodec.cli", "eval", a.val, "--weights", str(weights), "-m", DEFAULT_CURVE,
                     "--codecs", a.codecs, "-o", str(report), "--force", "--threads", str(a.threads), "--no-progress"],
@@ -91,7 +96,7 @@ def evaluate(a) -> dict:
     curves = res["curves"]
     ours = next(k for k, c in curves.items() if c["kind"] == "learned" and c.get("weights") != "shipped")
     points = {k: c["points"] for k, c in curves.items()}
-    row = {"step": step, "cpu_hours": clock.get("cpu_s", 0) / 3600, "wall_hours": clock.get("wall_s", 0) / 3600,
+    row = {"step": step, "weights": kind, "cpu_hours": clock.get("cpu_s", 0) / 3600, "wall_hours": clock.get("wall_s", 0) / 3600,
            "images": res["images"] if isinstance(res["images"], int) else len(res["images"]),
            "bd_rate": {k: bd_rates(points, k, "psnr")[ours] for k in (*ANCHORS, DEFAULT_CURVE) if k in points}}
     by_q = {int(p["param"]): p for p in points[ours]}
@@ -107,6 +112,16 @@ def evaluate(a) -> dict:
     return row
 
 
+def _average_of(ema_file: Path, step: int) -> bool:
+    """Whether ``ema_file`` exists and holds the average at ``step``."""
+    from safetensors import safe_open
+
+    if not ema_file.exists():
+        return False
+    with safe_open(str(ema_file), framework="pt") as f:
+        return (f.metadata() or {}).get("step") == str(step)
+
+
 def _pct(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.1f} %"
 
@@ -119,15 +134,16 @@ def write_report(rows: list[dict], log: Path, out: Path) -> None:
              "RGB); BD-rates of the campaign model against each codec (negative: fewer bits); \"beats default\": "
              "at every quality its point is above the current default's curve at the same rate (past the "
              "default's highest rate: above its best PSNR; below its lowest: above that point); decode: a "
-             "768×512 photo at q4, 2 threads, training paused.", "",
-             "| step | CPU-hours | BD vs JPEG | BD vs WebP | BD vs HEVC | BD vs default | PSNR q1 / q4 / q8 (bpp) "
-             "| beats default | decode (s) |", "|---|---|---|---|---|---|---|---|---|"]
+             "768×512 photo at q4, 2 threads, training paused; weights: the run's average of the weights over the "
+             "last ~1 000 steps (`--ema 0.999`) or the weights themselves (raw).", "",
+             "| step | weights | CPU-hours | BD vs JPEG | BD vs WebP | BD vs HEVC | BD vs default | PSNR q1 / q4 / q8 (bpp) "
+             "| beats default | decode (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["step"]):
         at = " / ".join(f"{r['at'][str(q)]['psnr']:.2f} ({r['at'][str(q)]['bpp']:.3f})" if str(q) in r["at"] else "n/a"
                         for q in QUALITIES)
         bd = r["bd_rate"]
         dec = f"{r['decode_768x512_s']:.3f}" if r.get("decode_768x512_s") else ""
-        lines.append(f"| {r['step']} | {r['cpu_hours']:.1f} | {_pct(bd.get('jpeg'))} | {_pct(bd.get('webp'))} | "
+        lines.append(f"| {r['step']} | {r.get('weights', 'raw')} | {r['cpu_hours']:.1f} | {_pct(bd.get('jpeg'))} | {_pct(bd.get('webp'))} | "
                      f"{_pct(bd.get('hevc'))} | {_pct(bd.get(DEFAULT_CURVE))} | {at} | "
                      f"{'yes' if r['beats_default'] else 'no'} | {dec} |")
     if rows:
@@ -147,9 +163,16 @@ def write_report(rows: list[dict], log: Path, out: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     steps = [int(r["step"]) for r in val]
-    for q in QUALITIES:
-        ax1.plot(steps, [float(r[f"val_psnr_q{q}"]) for r in val], label=f"q{q}")
-        ax2.plot(steps, [float(r[f"val_bpp_q{q}"]) for r in val], label=f"q{q}")
+    averaged = [r for r in val if r.get("ema_val_psnr_q4")]
+    for i, q in enumerate(QUALITIES):
+        ax1.plot(steps, [float(r[f"val_psnr_q{q}"]) for r in val], color=f"C{i}", label=f"q{q}")
+        ax2.plot(steps, [float(r[f"val_bpp_q{q}"]) for r in val], color=f"C{i}", label=f"q{q}")
+        if averaged:
+            ema_steps = [int(r["step"]) for r in averaged]
+            ax1.plot(ema_steps, [float(r[f"ema_val_psnr_q{q}"]) for r in averaged], "--", color=f"C{i}",
+                     label=f"q{q}, average of the weights")
+            ax2.plot(ema_steps, [float(r[f"ema_val_bpp_q{q}"]) for r in averaged], "--", color=f"C{i}",
+                     label=f"q{q}, average of the weights")
     for ax, name in ((ax1, "validation PSNR (dB)"), (ax2, "validation bpp (estimated)")):
         ax.set_xlabel("step")
         ax.set_ylabel(name)
@@ -169,6 +192,9 @@ def main(argv=None) -> int:
     p.add_argument("--codecs", default="jpeg,webp,avif,hevc")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(REPO / "runs" / "campaign-eval"))
+    p.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
+                   help="evaluate the run's average of the weights (ema), the weights (raw), or the average where "
+                        "its file holds the state's step (auto)")
     p.add_argument("--pause", type=int, default=None, help="PID of the training process, stopped while decode is timed")
     p.add_argument("--out", default=str(RESULTS / "campaign.json"))
     p.add_argument("--report", action="store_true", help="only rewrite campaign.md and campaign.png")

@@ -30,3 +30,14 @@ def test_outside_the_curve_against_its_end_points(campaign):
     # below the lowest rate: better only if at least as good as the lowest point with fewer bits
     assert campaign.psnr_above({"bpp": 0.15, "psnr": 27.2}, CURVE) == pytest.approx(0.2)
     assert campaign.psnr_above({"bpp": 0.15, "psnr": 26.0}, CURVE) < 0
+
+
+def test_the_average_is_evaluated_only_at_the_state_s_step(campaign, tmp_path):
+    import torch
+
+    from licodec.ema import WeightEMA
+
+    path = tmp_path / "ema.safetensors"
+    assert not campaign._average_of(path, 5)
+    WeightEMA(torch.nn.Linear(2, 1), 0.999).save(path, 5)
+    assert campaign._average_of(path, 5) and not campaign._average_of(path, 6)

@@ -8,12 +8,14 @@ units (`licodec.models.gain`). Checkpoints are safetensors
 files (model, Adam moments, RNG states as tensors; step and arguments in the metadata),
 written atomically every ``--checkpoint-minutes`` and at the end; ``--resume`` continues from
 the last one exactly (same batches, same noise). The final weights are exported with
-`licodec.weights.save_weights`.
+`licodec.weights.save_weights`. ``--ema`` also keeps an exponential moving average of the weights
+(`licodec.ema`): validated beside them, and what the run exports.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
@@ -29,6 +31,7 @@ from safetensors.torch import load_file, save_file, safe_open
 from tqdm import tqdm
 
 from .data import CropSampler, Prefetcher, list_images, load_rgb
+from .ema import EMA_FILE, WeightEMA, load_average
 from .errors import LicodecError
 from .metrics import bpp_from_likelihoods, psnr, rd_loss
 from .precision import resolve_precision
@@ -87,6 +90,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-moments", choices=("fp32", "bf16"), default="fp32",
                    help="dtype of Adam's moments in checkpoint.safetensors: bf16 halves their size (a run state "
                         "committed to git); a resume reads them back as float32")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="also average the weights over the steps with this decay (e.g. 0.999: the last ~1 000 "
+                        "steps; kept in OUT/ema.safetensors, see licodec.ema); validation logs the average beside "
+                        "the weights (ema_val_* columns) and the run exports the average. 0: off")
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--log-every", type=int, default=50, help="steps between rows of log.csv (validation steps always get a row)")
     p.add_argument("--seed", type=int, default=0)
@@ -189,8 +196,9 @@ def checkpoint_clock(path: Path) -> dict:
         return json.loads(f.metadata().get("clock", "{}"))
 
 
-def export_checkpoint(ckpt: Path, path: Path, half: bool = False) -> Path:
-    """Weights of a run's checkpoint (e.g. a run stopped early) as a weight file."""
+def export_checkpoint(ckpt: Path, path: Path, half: bool = False, ema: bool = False) -> Path:
+    """Weights of a run's checkpoint (e.g. a run stopped early) as a weight file; ``ema``: the
+    run's average of the weights at the checkpoint's step instead (``--ema``, `licodec.ema`)."""
     with safe_open(str(ckpt), framework="pt") as f:
         meta = f.metadata()
     args = json.loads(meta["args"])
@@ -202,9 +210,16 @@ def export_checkpoint(ckpt: Path, path: Path, half: bool = False) -> Path:
             config["rate_levels"] = int(MAX_QUALITY)
         model = create_model(args["model"], config)
     _load_model_tensors(model, load_file(str(ckpt)))
+    extra = {"steps": int(meta["step"]), "patch": args["patch"], "batch_size": args["batch_size"], "from_checkpoint": True}
+    if ema:
+        try:
+            average = load_average(ckpt.parent / EMA_FILE, int(meta["step"]))
+        except (OSError, ValueError) as e:
+            raise LicodecError(f"no average of the weights to export: {e}") from None
+        model.load_state_dict(average, strict=False)
+        extra["ema_decay"] = args.get("ema")
     lmbda = args.get("lmbda") or LAMBDAS[args["quality"]]
-    _export(model.eval(), path, args["quality"], lmbda, half,
-            {"steps": int(meta["step"]), "patch": args["patch"], "batch_size": args["batch_size"], "from_checkpoint": True})
+    _export(model.eval(), path, args["quality"], lmbda, half, extra)
     return path
 
 
@@ -320,8 +335,10 @@ def validate_all(model, images) -> dict[str, float]:
     return cols
 
 
-def val_columns(variable_rate: bool) -> list[str]:
-    return [k + suffix for _, suffix in _val_points(variable_rate) for k in ("val_bpp", "val_psnr")]
+def val_columns(variable_rate: bool, ema: bool = False) -> list[str]:
+    """The log's validation columns; ``ema``: also those of the averaged weights (``ema_val_*``)."""
+    cols = [k + suffix for _, suffix in _val_points(variable_rate) for k in ("val_bpp", "val_psnr")]
+    return cols + [f"ema_{c}" for c in cols] if ema else cols
 
 
 class _Dist:
@@ -397,6 +414,8 @@ def check_run_directory(args: argparse.Namespace) -> bool:
     Returns whether to resume from OUT's checkpoint."""
     out, ckpt = Path(args.out), Path(args.out) / CKPT
     model_config(args.config)  # a bad --config is reported before the data
+    if args.ema and not 0.0 < args.ema < 1.0:
+        raise LicodecError(f"--ema {args.ema:g}: the decay must be in (0, 1), e.g. 0.999 (0: no average)")
     _check_images(args.data, "--data")
     if args.val:
         _check_images(args.val, "--val")
@@ -477,9 +496,16 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
         clock0 = checkpoint_clock(ckpt)
         if dd.main:
             print(f"resumed from {ckpt} at step {step}")
+    ema = None
+    if args.ema and dd.main:  # every rank holds the same weights: rank 0 averages them
+        try:
+            ema, line = WeightEMA.resume(out / EMA_FILE, model, args.ema, step)
+        except ValueError as e:
+            raise LicodecError(f"--ema: {e}") from None
+        print(line)
     groups = len(getattr(model, "group_sizes", []))
-    logger = (_Logger(out, step, val_columns(model.variable_rate), groups, args.tensorboard, args.log_every)
-              if dd.main else None)
+    logger = (_Logger(out, step, val_columns(model.variable_rate, ema is not None), groups, args.tensorboard,
+                      args.log_every) if dd.main else None)
     last_ckpt = time.monotonic()
     vars_ = {k: v for k, v in vars(args).items() if k != "func"}
     desc = f"{model.name} " + ("q 1..8" if model.variable_rate else f"λ={lmbda:g}")
@@ -511,16 +537,20 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
             x, q, sampler_state = batches.next()
             terms = train_step(net, model, opt, x, q, lmbda, args.clip)
             step += 1
+            if ema is not None:
+                ema.update(model)
             bar.update(1)
             _check_auxiliary(terms, step)
             if logger is not None:
-                _log_step(logger, bar, model, val_images, args, step, lr, terms)
+                _log_step(logger, bar, model, val_images, args, step, lr, terms, ema)
             if args.budget_cpu_minutes is not None:
                 budget_done = dd.agree(clock()["cpu_s"] >= 60 * args.budget_cpu_minutes)
             if dd.agree(time.monotonic() - last_ckpt > args.checkpoint_minutes * 60 or step == stop
                         or stop_signal.received is not None or budget_done):
                 save_checkpoint(ckpt, model, opt, step, dd.gather(_rng_state(sampler_state, dd.device)), vars_,
                                 write=dd.main, clock=clock(), moments=args.state_moments)
+                if ema is not None:
+                    ema.save(out / EMA_FILE, step)
                 last_ckpt = time.monotonic()
             if stop_signal.received is not None:
                 raise TrainingInterrupted(f"{stop_signal.received} at step {step}: checkpoint written to {ckpt}; "
@@ -540,12 +570,14 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
     )
     if dd.main:
         model.eval()
-        v = validate_all(model, val_images) if val_images else {}
-        _export(model, export, args.quality, lmbda, args.half,
-                {"steps": step, "patch": args.patch, "batch_size": args.batch_size, "processes": dd.world,
+        extra = {"steps": step, "patch": args.patch, "batch_size": args.batch_size, "processes": dd.world,
                  "precision": precision, "train_wall_s": round(clock()["wall_s"], 1),
-                 "train_cpu_s": round(clock()["cpu_s"], 1), **v})
-        print(f"wrote {export}")
+                 "train_cpu_s": round(clock()["cpu_s"], 1)}
+        with ema.applied(model) if ema is not None else contextlib.nullcontext():
+            v = validate_all(model, val_images) if val_images else {}
+            _export(model, export, args.quality, lmbda, args.half,
+                    {**extra, **v, **({"ema_decay": args.ema} if ema is not None else {})})
+        print(f"wrote {export}" + (" (the average of the weights)" if ema is not None else ""))
     return export
 
 
@@ -616,12 +648,15 @@ def _check_auxiliary(terms: dict, step: int) -> None:
                                "auxiliary model has collapsed; the last checkpoint is kept")
 
 
-def _log_step(logger, bar, model, val_images, args, step, lr, terms) -> None:
+def _log_step(logger, bar, model, val_images, args, step, lr, terms, ema=None) -> None:
     p = 10 * math.log10(1 / max(terms["mse"].item(), 1e-10))
     bar.set_postfix(loss=f"{terms['loss'].item():.3f}", bpp=f"{terms['bpp'].item():.3f}", psnr=f"{p:.2f}")
     v = {}
     if val_images and (step % args.val_every == 0 or step == args.steps):
         v = validate_all(model, val_images)
+        if ema is not None:
+            with ema.applied(model):
+                v.update({f"ema_{k}": x for k, x in validate_all(model, val_images).items()})
         tqdm.write(f"step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
     logger.log(step, lr, terms, p, v)
 
