@@ -26,7 +26,7 @@ LAYERS = [
     ("models", ["licodec.models"]),
     ("weights", ["licodec.weights", "licodec.weights_check"]),
     ("codec", ["licodec.codec"]),
-    ("tools", ["licodec.metrics", "licodec.train", "licodec.analysis", "licodec.evaluation", "licodec.importers"]),
+    ("tools", ["licodec.metrics", "licodec.train", "licodec.ema", "licodec.analysis", "licodec.evaluation", "licodec.importers"]),
     ("cli", ["licodec.cli"]),
 ]
 
