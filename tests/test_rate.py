@@ -26,3 +26,16 @@ def test_level_weights_are_hat_functions():
 def test_check_quality_refuses(bad):
     with pytest.raises(ValueError):
         check_quality(bad)
+
+
+def test_balance_weights():
+    from licodec.rate import balance_weights
+
+    q = torch.arange(1.0, 9.0)
+    assert torch.allclose(balance_weights(q, 0.0), torch.ones(8))
+    w = balance_weights(q, 1.0)
+    assert w.mean().item() == pytest.approx(1.0, rel=1e-6)  # mean 1 over the ladder
+    assert (w[0] / w[7]).item() == pytest.approx(LAMBDAS[8] / LAMBDAS[1], rel=1e-5)  # power 1: ∝ 1/λ
+    half = balance_weights(q, 0.5)
+    assert (half[0] / half[7]).item() == pytest.approx((LAMBDAS[8] / LAMBDAS[1]) ** 0.5, rel=1e-5)
+    assert all(a > b for a, b in zip(half, half[1:]))  # lower qualities weigh more

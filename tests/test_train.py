@@ -334,3 +334,13 @@ def test_compiled_transforms_train_like_eager_ones():
     assert torch.allclose(eager, compiled, atol=1e-5)
     compiled.sum().backward()
     assert m.g_a[0].weight.grad is not None
+
+
+def test_rate_balance_trains_and_needs_variable_rate(tmp_path, train_images):
+    balanced = load_weights(train.run(_args(tmp_path, "b", 2, setup=VARIABLE, extra=["--rate-balance", "0.5"])))[0]
+    plain = load_weights(train.run(_args(tmp_path, "p", 2, setup=VARIABLE)))[0]
+    sb, sp = balanced.state_dict(), plain.state_dict()
+    assert any(not torch.equal(sb[k], sp[k]) for k in sb)  # same batches and seed: the weighting moved them
+    r = _cli(*_tiny_cli_args(train_images, tmp_path / "f"), "--rate-balance", "0.5")
+    assert r.returncode == 1 and "--variable-rate" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "f").exists()

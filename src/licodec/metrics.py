@@ -23,7 +23,7 @@ def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> float:
 CCA_LAMBDA = 0.05  # the official CCA training's fixed distortion weight (``--lambda``, `rd_loss`)
 
 
-def rd_loss(out: dict, x: Tensor, lmbda: float | Tensor) -> dict[str, Tensor]:
+def rd_loss(out: dict, x: Tensor, lmbda: float | Tensor, weight: Tensor | None = None) -> dict[str, Tensor]:
     """L = λ·255²·MSE + bpp (the CompressAI/Minnen convention of the λ ladder), plus the CCA
     term (Han et al. 2024) when the model returns an auxiliary model's likelihoods.
 
@@ -38,6 +38,9 @@ def rd_loss(out: dict, x: Tensor, lmbda: float | Tensor) -> dict[str, Tensor]:
     α·R_aux (its own rate). "cca" reports α·(R_main − R_aux), "r_aux" R_aux, "aux_floor" the
     share of auxiliary likelihoods at the floor (a collapsed auxiliary model).
 
+    ``weight`` (B,): each image's loss (and CCA term) times its weight, e.g. `licodec.rate.balance_weights`
+    (the reported terms stay unweighted).
+
     Returns "loss" (what is back-propagated), "bpp", "mse", "r_y", "r_z" (bits per pixel of each
     likelihood tensor), "r_groups" (per channel group, when the model has groups) and, with
     CCA, "cca", "r_aux", "aux_floor" and "aux" (the CCA part of "loss"); all but "loss" detached
@@ -51,7 +54,12 @@ def rd_loss(out: dict, x: Tensor, lmbda: float | Tensor) -> dict[str, Tensor]:
     bpp = sum(b.sum() for b in bits.values()) / pixels
     mse_b = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3))  # (B,)
     lam = torch.as_tensor(lmbda, dtype=mse_b.dtype, device=mse_b.device).expand(n)  # (B,)
-    loss = torch.mean(lam * mse_b) * 255**2 + bpp
+    if weight is None:
+        loss = torch.mean(lam * mse_b) * 255**2 + bpp
+    else:  # per image: w_b·(λ_b·255²·MSE_b + bpp_b)
+        weight = weight.to(mse_b)
+        bpp_b = sum(bits.values()) / (h * w)  # (B,)
+        loss = torch.mean(weight * (lam * mse_b * 255**2 + bpp_b))
     terms = {"bpp": bpp, "mse": mse_b.mean(), "aux": torch.zeros((), device=x.device)}
     for key, b in bits.items():
         terms[f"r_{key}"] = b.sum().detach() / pixels
@@ -62,7 +70,7 @@ def rd_loss(out: dict, x: Tensor, lmbda: float | Tensor) -> dict[str, Tensor]:
         aux_lik = out["aux_likelihoods"]
         bits_aux = -torch.log2(aux_lik).sum(dim=(1, 2, 3))  # (B,)
         alpha = out["cca_alpha"] * lam / CCA_LAMBDA  # (B,)
-        terms["aux"] = (alpha * (bits["y"] + bits_aux)).sum() / pixels
+        terms["aux"] = ((alpha if weight is None else alpha * weight) * (bits["y"] + bits_aux)).sum() / pixels
         loss = loss + terms["aux"]
         terms["cca"] = (alpha * (bits["y"] - bits_aux)).sum().detach() / pixels
         terms["r_aux"] = bits_aux.sum().detach() / pixels

@@ -47,3 +47,15 @@ def lambda_for(q: float | Tensor) -> float | Tensor:
         return torch.exp(level_weights(q.double(), len(LAMBDAS)) @ log_l).to(q.dtype)
     check_quality(q)
     return float(torch.exp(level_weights(torch.tensor([float(q)], dtype=torch.float64), len(LAMBDAS)) @ log_l))
+
+
+def balance_weights(q: Tensor, power: float) -> Tensor:
+    """Loss weights that even out how much each quality pulls on shared weights in variable-rate
+    training: w(q) = (λ(q)/λ(8))^(−power), scaled to mean 1 over the integer ladder. q: (B,) -> (B,).
+
+    The gradient of λ·255²·MSE + bpp grows about in proportion to λ (55× from q1 to q8 on the
+    campaign's transforms, benchmarks/results/vr_balance.md); power 1 about equalizes it, 0 leaves
+    the loss as it is. Each image's λ, hence the trade-off it is trained at, is unchanged."""
+    top = LAMBDAS[max(LAMBDAS)]
+    mean = sum((lam / top) ** -power for lam in LAMBDAS.values()) / len(LAMBDAS)
+    return (lambda_for(q) / top) ** -power / mean

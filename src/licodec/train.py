@@ -36,7 +36,7 @@ from .errors import LicodecError
 from .metrics import bpp_from_likelihoods, psnr, rd_loss
 from .precision import resolve_precision
 from .models import create_model
-from .rate import LAMBDAS, MAX_QUALITY, lambda_for
+from .rate import LAMBDAS, MAX_QUALITY, balance_weights, lambda_for
 from .weights import atomic_write, dense, load_weights, save_weights
 
 CKPT = "checkpoint.safetensors"
@@ -51,6 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lambda", dest="lmbda", type=float, default=None, help="override λ (λ·255²·MSE + bpp)")
     p.add_argument("--variable-rate", action="store_true",
                    help="one set of weights for qualities 1..8 (gain units; λ drawn per image from the ladder)")
+    p.add_argument("--rate-balance", type=float, default=0.0, metavar="POWER",
+                   help="with --variable-rate: weigh each image's loss by (λ(q)/λ(8))^-POWER so that low qualities "
+                        "pull on the shared transforms as much as high ones (1: about even; 0: off; see "
+                        "licodec.rate.balance_weights)")
     p.add_argument("--data", default="data/train", help="folder of training images")
     p.add_argument("--val", default="data/val", help="folder of validation images ('' to skip)")
     p.add_argument("--out", required=True, help="run directory (checkpoint, log.csv, final weights)")
@@ -414,6 +418,8 @@ def check_run_directory(args: argparse.Namespace) -> bool:
     Returns whether to resume from OUT's checkpoint."""
     out, ckpt = Path(args.out), Path(args.out) / CKPT
     model_config(args.config)  # a bad --config is reported before the data
+    if args.rate_balance and (args.rate_balance < 0 or not args.variable_rate):
+        raise LicodecError(f"--rate-balance {args.rate_balance:g}: needs --variable-rate and a power >= 0")
     if args.ema and not 0.0 < args.ema < 1.0:
         raise LicodecError(f"--ema {args.ema:g}: the decay must be in (0, 1), e.g. 0.999 (0: no average)")
     _check_images(args.data, "--data")
@@ -535,7 +541,7 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
             for g in opt.param_groups:
                 g["lr"] = lr
             x, q, sampler_state = batches.next()
-            terms = train_step(net, model, opt, x, q, lmbda, args.clip)
+            terms = train_step(net, model, opt, x, q, lmbda, args.clip, args.rate_balance)
             step += 1
             if ema is not None:
                 ema.update(model)
@@ -589,17 +595,21 @@ def set_precision(model, precision: str):
     return model.to(memory_format=torch.channels_last)
 
 
-def train_step(net, model, opt, x: torch.Tensor, q: torch.Tensor | None, lmbda: float, clip: float) -> dict:
+def train_step(net, model, opt, x: torch.Tensor, q: torch.Tensor | None, lmbda: float, clip: float,
+               balance: float = 0.0) -> dict:
     """One optimizer step on the batch x (B,3,p,p) in [0, 1]: variable-rate models at the
-    qualities q (B,) and their λ(q), fixed-rate ones at ``lmbda``. ``net`` is the model or its DDP
-    wrapper. Returns `licodec.metrics.rd_loss`'s terms."""
+    qualities q (B,) and their λ(q) (each image's loss weighted by `balance_weights` when
+    ``balance`` > 0), fixed-rate ones at ``lmbda``. ``net`` is the model or its DDP wrapper.
+    Returns `licodec.metrics.rd_loss`'s terms."""
     dev = model.device
     x = x.to(dev, memory_format=torch.channels_last)
+    weight = None
     if model.variable_rate:
         o, lam = net(x, q.to(dev)), lambda_for(q).to(dev)
+        weight = balance_weights(q, balance).to(dev) if balance else None
     else:
         o, lam = net(x), lmbda
-    terms = rd_loss(o, x, lam)
+    terms = rd_loss(o, x, lam, weight)
     opt.zero_grad(set_to_none=True)
     terms["loss"].backward()
     if clip:
