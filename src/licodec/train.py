@@ -503,11 +503,8 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
         if dd.main:
             print(f"resumed from {ckpt} at step {step}")
     ema = None
-    if args.ema and dd.main:  # every rank holds the same weights: rank 0 averages them
-        try:
-            ema, line = WeightEMA.resume(out / EMA_FILE, model, args.ema, step)
-        except ValueError as e:
-            raise LicodecError(f"--ema: {e}") from None
+    if args.ema and dd.main:  # every rank holds the same weights: rank 0 averages them (decay checked above)
+        ema, line = WeightEMA.resume(out / EMA_FILE, model, args.ema, step)
         print(line)
     groups = len(getattr(model, "group_sizes", []))
     logger = (_Logger(out, step, val_columns(model.variable_rate, ema is not None), groups, args.tensorboard,
