@@ -114,12 +114,9 @@ def evaluate(a) -> dict:
 
 def _average_of(ema_file: Path, step: int) -> bool:
     """Whether ``ema_file`` exists and holds the average at ``step``."""
-    from safetensors import safe_open
+    from licodec.ema import saved_step
 
-    if not ema_file.exists():
-        return False
-    with safe_open(str(ema_file), framework="pt") as f:
-        return (f.metadata() or {}).get("step") == str(step)
+    return saved_step(ema_file) == step
 
 
 def _pct(v) -> str:

@@ -27,14 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 
-def _psnr(x_hat, x) -> float:
-    return -10 * math.log10(((x_hat.clamp(0, 1) - x) ** 2).mean().item())
-
-
 def measure(model, val: list, batch, qualities) -> list[dict]:
     import torch
 
-    from licodec.metrics import rd_loss
+    from licodec.metrics import bpp_from_likelihoods, psnr, rd_loss
     from licodec.models.base import pad_to
     from licodec.rate import lambda_for
 
@@ -48,12 +44,11 @@ def measure(model, val: list, batch, qualities) -> list[dict]:
                 qt = torch.tensor([float(q)])
                 hw = x.shape[-2:]
                 y = model.analysis(pad_to(x, model.downsample), qt)
-                row["psnr_unquantized"] += _psnr(model.synthesis(y, qt)[..., : hw[0], : hw[1]], x) / len(val)
-                row["psnr_rounded"] += _psnr(model.synthesis(torch.round(y), qt)[..., : hw[0], : hw[1]], x) / len(val)
+                row["psnr_unquantized"] += psnr(model.synthesis(y, qt)[..., : hw[0], : hw[1]].clamp(0, 1), x) / len(val)
+                row["psnr_rounded"] += psnr(model.synthesis(torch.round(y), qt)[..., : hw[0], : hw[1]].clamp(0, 1), x) / len(val)
                 out = model(x, q)
-                row["psnr_forward"] += _psnr(out["x_hat"], x) / len(val)
-                bits = sum(-torch.log2(v).sum().item() for v in out["likelihoods"].values())
-                row["bpp_forward"] += bits / (hw[0] * hw[1]) / len(val)
+                row["psnr_forward"] += psnr(out["x_hat"].clamp(0, 1), x) / len(val)
+                row["bpp_forward"] += bpp_from_likelihoods(out["likelihoods"], hw[0] * hw[1]).item() / len(val)
         model.train()
         torch.manual_seed(0)  # the same quantization noise at every quality
         qt = torch.full((batch.shape[0],), float(q))

@@ -92,10 +92,18 @@ class WeightEMA:
         return ema, f"EMA of the weights (decay {decay:g}): resumed from {path.name} ({ema.updates} updates)"
 
 
+def saved_step(path: Path) -> int | None:
+    """The training step whose average an EMA file holds (None: no such file)."""
+    if not Path(path).exists():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        return int((f.metadata() or {})["step"])
+
+
 def load_average(path: Path, step: int) -> dict[str, torch.Tensor]:
     """The averaged tensors of an EMA file, checked to belong to training step ``step``."""
-    with safe_open(str(path), framework="pt") as f:
-        saved_step = (f.metadata() or {}).get("step")
-    if saved_step != str(step):
-        raise ValueError(f"{path} holds the average at step {saved_step}, not at the checkpoint's step {step}")
+    saved = saved_step(path)
+    if saved != step:
+        raise ValueError(f"{path}: no such file" if saved is None else
+                         f"{path} holds the average at step {saved}, not at the checkpoint's step {step}")
     return load_file(str(path))
