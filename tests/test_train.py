@@ -247,6 +247,27 @@ def test_an_existing_run_is_never_overwritten(tmp_path, train_images):
     assert _cli(*_tiny_cli_args(train_images, out, steps=2), "--force").returncode == 0  # asked for: replaced
 
 
+def test_a_run_in_use_by_a_live_process_is_refused(tmp_path, train_images):
+    """Two trainers in one --out would interleave checkpoints and logs: the second one stops at once."""
+    import os
+
+    out = tmp_path / "run"
+    assert _cli(*_tiny_cli_args(train_images, out)).returncode == 0
+    assert (out / train.LOCK_FILE).exists()  # released when that run ended: the next one may take it
+    held = train.lock_run_directory(out)  # a live run (this process) holds it
+    try:
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        for extra in (["--resume"], ["--force"]):
+            r = _cli(*_tiny_cli_args(train_images, out, steps=4), *extra)
+            assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert f"in use by another training process (pid {os.getpid()})" in r.stderr
+            assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing of the live run touched
+    finally:
+        held.close()
+    r = _cli(*_tiny_cli_args(train_images, out, steps=4), "--resume")
+    assert r.returncode == 0 and "resumed" in r.stdout
+
+
 def test_resume_without_a_checkpoint(tmp_path, train_images):
     out = tmp_path / "empty"
     r = _cli(*_tiny_cli_args(train_images, out), "--resume")

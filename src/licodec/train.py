@@ -20,6 +20,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -40,6 +41,7 @@ from .rate import LAMBDAS, MAX_QUALITY, balance_weights, lambda_for
 from .weights import atomic_write, dense, load_weights, save_weights
 
 CKPT = "checkpoint.safetensors"
+LOCK_FILE = ".train.lock"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,10 +81,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16: bfloat16 autocast with channels_last for the transforms g_a/g_s (GDN, layer norms, "
                         "entropy models and the loss stay float32); auto: bf16 where it is measured faster "
-                        "(CPUs with AMX-BF16 or AVX512-BF16, GPUs with bfloat16), else fp32 (see licodec.precision)")
+                        "(CPUs with AMX-BF16, AMD CPUs with AVX512-BF16, GPUs with bfloat16), else fp32 (see licodec.precision)")
     p.add_argument("--compile", action="store_true",
                    help="run g_a/g_s through torch.compile in training (needs a C++ compiler; bf16 steps 1.7x faster "
-                        "on AVX512-BF16 or AMX CPUs after ~10 s of compilation; evaluation and coding stay eager)")
+                        "on AMX or Zen 4 CPUs after ~10 s of compilation; evaluation and coding stay eager)")
     p.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="same as --precision bf16")
     p.add_argument("--random-mask", action="store_true",
                    help="He 2021 §4.1 random-mask model: a new random context mask every step (lee2019-ctx)")
@@ -441,6 +443,31 @@ def check_run_directory(args: argparse.Namespace) -> bool:
     return False
 
 
+def lock_run_directory(out: Path):
+    """Hold OUT for this process, so that a second `licodec train` into a directory a live run
+    uses fails at once instead of interleaving checkpoints and logs with it: an exclusive flock
+    on OUT/.train.lock (which holds the pid), released when the process ends, killed or not.
+    Returns the open lock file (keep it open while training); None where there is no flock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return None
+    f = open(out / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        pid = f.read().strip()
+        f.close()
+        raise LicodecError(f"--out {out} is in use by another training process{f' (pid {pid})' if pid else ''}: "
+                           "stop it first (kill -TERM sends it to its checkpoint) or train into another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
 def _check_images(folder: str, flag: str) -> None:
     try:
         list_images(folder)
@@ -453,6 +480,7 @@ def _run(args: argparse.Namespace, dd: _Dist) -> Path:
     out = Path(args.out)
     resume = check_run_directory(args) if dd.main else args.resume and (out / CKPT).exists()
     out.mkdir(parents=True, exist_ok=True)
+    lock = lock_run_directory(out) if dd.main else None  # noqa: F841 -- held until training returns
     lmbda = args.lmbda if args.lmbda is not None else LAMBDAS[args.quality]
     torch.manual_seed(args.seed)
     config = model_config(args.config)
